@@ -1,0 +1,90 @@
+"""Milliseconds per action and per update, side by side, in one process.
+
+    python benchmarks/speed.py --out benchmarks/results/speed.csv
+
+Each row times one configuration on synthetic data shaped like cartpole-swingup
+(obs 5, action 1): ``act`` is one planner call for one observation,
+``update`` one gradient step on a batch of windows. Run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbdpo.agent import Agent
+from mbdpo.config import Config
+from mbdpo.data.buffer import ReplayBuffer
+
+CONFIGS = {
+    "diffusion cpu preset (5x256)": {"planner": "diffusion", "planner_preset": "cpu"},
+    "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
+    "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
+    "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+}
+
+
+def filled_buffer(obs_dim: int, action_dim: int, horizon: int) -> ReplayBuffer:
+    buffer = ReplayBuffer(5 * 501, obs_dim, action_dim, horizon)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        buffer.add_episode(
+            rng.normal(size=(501, obs_dim)).astype(np.float32), rng.uniform(-1, 1, (500, action_dim)),
+            rng.random(500), np.zeros(500),
+        )
+    return buffer
+
+
+def time_ms(fn, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+def measure(name: str, overrides: dict, model_size: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    cfg = Config.from_overrides({"model_size": model_size, "device": "cpu", **overrides}).resolve(5, 1, 500)
+    agent = Agent(cfg, torch.device("cpu"))
+    buffer, rng, device = filled_buffer(5, 1, cfg.horizon), np.random.default_rng(0), torch.device("cpu")
+    obs = np.zeros(5, dtype=np.float32)
+    return {
+        "config": name, "model_size": model_size, "batch_size": cfg.batch_size,
+        "ms_per_action": round(time_ms(lambda: agent.act(obs, explore=True), repeats), 1),
+        "ms_per_update": round(time_ms(lambda: agent.update(buffer.sample(cfg.batch_size, rng, device)), repeats), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-sizes", default="1", help="comma-separated, e.g. 1,5")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--only", default="", help="substring of the config names to run")
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    rows = [
+        measure(name, overrides, int(size), args.repeats)
+        for size in args.model_sizes.split(",")
+        for name, overrides in CONFIGS.items()
+        if args.only in name
+    ]
+    for row in rows:
+        print(f"{row['config']:32s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "
+              f"{row['ms_per_update']:7.1f} ms/update")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()

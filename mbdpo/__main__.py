@@ -1,0 +1,5 @@
+import sys
+
+from mbdpo.cli import main
+
+sys.exit(main())

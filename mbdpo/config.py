@@ -1,0 +1,302 @@
+"""One typed configuration for every part of mbdpo.
+
+Defaults follow ALGORITHM.md (the paper and TD-MPC2). A configuration is built
+once at start-up from ``key=value`` overrides (``Config.from_overrides``),
+resolved (model-size preset, planner preset, derived quantities) and validated;
+afterwards every module reads plain typed attributes.
+
+Precedence, lowest first: field defaults < model-size preset < planner preset
+< explicit overrides. So ``model_size=5 mlp_dim=256`` gives a size-5 model with
+a 256-wide MLP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from mbdpo.errors import ConfigError, closest
+
+# Model-size presets (ALGORITHM.md section 1):
+# enc_dim, mlp_dim, latent_dim, num_enc_layers, num_q.
+MODEL_SIZES: dict[int, dict[str, int]] = {
+    1: dict(enc_dim=256, mlp_dim=384, latent_dim=128, num_enc_layers=2, num_q=2),
+    5: dict(enc_dim=256, mlp_dim=512, latent_dim=512, num_enc_layers=2, num_q=5),
+    19: dict(enc_dim=1024, mlp_dim=1024, latent_dim=768, num_enc_layers=3, num_q=5),
+    48: dict(enc_dim=1792, mlp_dim=1792, latent_dim=768, num_enc_layers=4, num_q=5),
+    317: dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
+}
+
+# Planner presets. "paper": the paper's settings (20 diffusion steps x 512
+# samples). "cpu": settings that keep a CPU-only online run practical; see the
+# README for their measured cost. "auto" picks "cpu" on a CPU and "paper" on a
+# GPU.
+PLANNER_PRESETS: dict[str, dict[str, int]] = {
+    "paper": dict(diffusion_steps=20, num_samples=512, num_elites=64, num_pi_trajs=24),
+    "cpu": dict(diffusion_steps=5, num_samples=256, num_elites=32, num_pi_trajs=24),
+}
+
+
+@dataclass
+class Config:
+    """Every setting of a run. Fields are grouped as in ALGORITHM.md."""
+
+    # --- run -----------------------------------------------------------------
+    task: str = "cartpole-swingup"
+    obs: Literal["state"] = "state"
+    seed: int = 1
+    steps: int = 100_000
+    device: str = "auto"
+    run_dir: str = ""
+    resume: Literal["auto", "never"] = "auto"
+    eval_freq: int = 10_000
+    eval_episodes: int = 10
+    save_buffer: bool = True
+    wandb: bool = False
+    wandb_project: str = "mbdpo"
+    progress: bool = True
+
+    # --- world model (section 1) ----------------------------------------------
+    model_size: Literal[1, 5, 19, 48, 317] = 5
+    enc_dim: int = 256
+    mlp_dim: int = 512
+    latent_dim: int = 512
+    num_enc_layers: int = 2
+    num_q: int = 5
+    simnorm_dim: int = 8
+    num_bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    dropout: float = 0.01
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    episodic: bool = False
+
+    # --- implicit energy (section 2) ------------------------------------------
+    energy_loss: Literal["infonce", "binary"] = "infonce"
+    energy_eta: float = 0.1
+    energy_negatives: int = 8
+    energy_momentum: float = 0.99
+    energy_clip: float = 5.0
+
+    # --- losses and optimisation (section 3) ----------------------------------
+    batch_size: int = 256
+    horizon: int = 3
+    rho: float = 0.5
+    lr: float = 3e-4
+    enc_lr_scale: float = 0.3
+    grad_clip_norm: float = 20.0
+    tau: float = 0.01
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    value_coef: float = 0.1
+    termination_coef: float = 1.0
+    energy_coef: float = 1.0
+    entropy_coef: float = 1e-4
+    scale_rate: float = 0.01
+    discount_min: float = 0.95
+    discount_max: float = 0.995
+    discount_denom: float = 5.0
+
+    # --- planning (sections 4 and 6) -------------------------------------------
+    planner: Literal["diffusion", "mppi"] = "diffusion"
+    planner_preset: Literal["auto", "paper", "cpu"] = "auto"
+    num_samples: int = 512
+    num_elites: int = 64
+    num_pi_trajs: int = 24
+    diffusion_steps: int = 20
+    diffusion_kernel: Literal["stochastic", "warm"] = "stochastic"
+    diffusion_temperature: float = 0.5
+    normalize_returns: bool = True
+    beta_start: float = 1e-4
+    beta_end: float = 1e-2
+    mppi_iterations: int = 6
+    mppi_temperature: float = 0.5
+    min_std: float = 0.05
+    max_std: float = 2.0
+    explore_std: float = 0.05
+
+    # --- online training (section 7) -------------------------------------------
+    seed_steps: int = 0  # 0: max(1000, 5 x episode length)
+    buffer_size: int = 1_000_000
+
+    # --- fields derived at resolution (not user-settable) ----------------------
+    obs_dim: int = field(default=0, metadata={"derived": True})
+    action_dim: int = field(default=0, metadata={"derived": True})
+    episode_length: int = field(default=0, metadata={"derived": True})
+    discount: float = field(default=0.0, metadata={"derived": True})
+    num_tasks: int = field(default=1, metadata={"derived": True})
+    task_dim: int = field(default=0, metadata={"derived": True})
+
+    # ------------------------------------------------------------------------
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "Config":
+        """Build a configuration from ``{key: value}`` (values may be strings).
+
+        Applies the model-size preset and the planner preset beneath the
+        explicit overrides; ``planner_preset=auto`` becomes "paper" when the
+        run's device is a GPU and "cpu" otherwise.
+        """
+        parsed = parse_values(overrides, cls)
+        size = parsed.get("model_size", cls.model_size)
+        preset = parsed.get("planner_preset", cls.planner_preset)
+        if preset == "auto":
+            device = torch_device(parsed.get("device", cls.device))
+            preset = "paper" if device.type == "cuda" else "cpu"
+        values = {**MODEL_SIZES[size], **PLANNER_PRESETS[preset], **parsed, "planner_preset": preset}
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        """Rebuild a resolved configuration saved by :meth:`to_dict`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"saved config has unknown key {unknown[0]!r}; was it written by a newer mbdpo?")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def resolve(self, obs_dim: int, action_dim: int, episode_length: int, num_tasks: int = 1) -> "Config":
+        """Fill in the environment-dependent fields and validate.
+
+        ``num_tasks > 1`` switches on task embeddings: 64-dimensional for up to
+        30 tasks, 96 beyond. Returns a new configuration; ``self`` is not changed.
+        """
+        task_dim = 0 if num_tasks == 1 else (64 if num_tasks <= 30 else 96)
+        cfg = dataclasses.replace(
+            self, obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
+            num_tasks=num_tasks, task_dim=task_dim,
+        )
+        cfg.discount = discount_from_episode_length(
+            episode_length, cfg.discount_min, cfg.discount_max, cfg.discount_denom
+        )
+        if cfg.seed_steps == 0:
+            cfg.seed_steps = max(1000, 5 * episode_length)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Range checks that a type alone cannot express."""
+        positive = [
+            "steps", "eval_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
+            "diffusion_steps", "mppi_iterations", "buffer_size", "enc_dim", "mlp_dim",
+            "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature",
+        ]
+        for key in positive:
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}={getattr(self, key)} must be positive")
+        if self.num_q < 2:
+            raise ConfigError(f"num_q={self.num_q} must be at least 2 (targets use the min of 2 heads)")
+        if self.latent_dim % self.simnorm_dim:
+            raise ConfigError(
+                f"latent_dim={self.latent_dim} must be a multiple of simnorm_dim={self.simnorm_dim}"
+            )
+        if not 0 <= self.num_pi_trajs < self.num_samples:
+            raise ConfigError(f"num_pi_trajs={self.num_pi_trajs} must be in [0, num_samples={self.num_samples})")
+        if not 0 <= self.num_elites <= self.num_samples:
+            raise ConfigError(f"num_elites={self.num_elites} must be in [0, num_samples={self.num_samples}]")
+        if self.planner == "mppi" and self.num_elites < 1:
+            raise ConfigError(f"num_elites={self.num_elites} must be at least 1 with planner=mppi")
+        if self.energy_negatives < 1 or self.energy_negatives >= self.batch_size:
+            raise ConfigError(
+                f"energy_negatives={self.energy_negatives} must be in [1, batch_size={self.batch_size})"
+            )
+        if not 0 < self.beta_start <= self.beta_end < 1:
+            raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device={self.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
+
+
+def torch_device(name: str) -> torch.device:
+    """The device a run uses: ``auto`` is the first GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} asked for, but no CUDA device is available; valid here: auto, cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not valid; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def discount_from_episode_length(length: int, low: float, high: float, denom: float) -> float:
+    """TD-MPC2's discount heuristic: clip((L/denom - 1) / (L/denom), low, high).
+
+    Gives 0.99 for 500-step DMControl episodes and 0.95 for 100-step tasks.
+    """
+    frac = length / denom
+    return float(min(max((frac - 1) / frac, low), high))
+
+
+def user_keys(schema: type) -> list[str]:
+    """Fields of a dataclass ``schema`` that a user may set on the command line."""
+    return [f.name for f in dataclasses.fields(schema) if not f.metadata.get("derived")]
+
+
+def parse_overrides(tokens: list[str], schema: type | None = None) -> dict[str, str]:
+    """Split ``key=value`` command-line tokens into a dict, checking each key against ``schema``."""
+    schema = schema or Config
+    overrides: dict[str, str] = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {token!r} is not of the form key=value")
+        _check_key(key, schema)
+        overrides[key] = value
+    return overrides
+
+
+def parse_values(overrides: dict[str, Any], schema: type) -> dict[str, Any]:
+    """Convert each value to the type that ``schema`` declares for its key."""
+    return {key: _parse_value(key, value, schema) for key, value in overrides.items()}
+
+
+def _check_key(key: str, schema: type) -> None:
+    valid = user_keys(schema)
+    if key not in valid:
+        raise ConfigError(f"unknown config key {key!r}; {closest(key, valid)}")
+
+
+def _parse_value(key: str, value: Any, schema: type) -> Any:
+    """Convert ``value`` (often a string) to the declared type of ``key``."""
+    _check_key(key, schema)
+    hint = typing.get_type_hints(schema)[key]
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        converted = _convert(key, value, type(choices[0]))
+        if converted not in choices:
+            valid = ", ".join(str(c) for c in choices)
+            raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
+        return converted
+    return _convert(key, value, hint)
+
+
+def _convert(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{key}={value!r} is not a boolean; use true or false")
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,121 @@
+"""Replay buffer of whole episodes (ALGORITHM.md section 7).
+
+Each episode is stored as T+1 consecutive rows: row 0 holds the initial
+observation (NaN action and reward, as in TD-MPC2's data sets), row t > 0 holds
+the observation reached by ``action[t]`` and its ``reward[t]``. Rows live in one
+preallocated ring of ``capacity`` rows; when it is full, the oldest episodes
+are dropped. Sampling draws windows of H+1 observations that stay inside one
+episode, uniformly over all valid windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Batch:
+    """Windows of H+1 steps, time-major.
+
+    obs ``[H+1, B, obs_dim]``; action, reward, terminated ``[H, B, ·]``:
+    ``action[t]`` leads from ``obs[t]`` to ``obs[t+1]`` and earns ``reward[t]``.
+    """
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    terminated: torch.Tensor
+    task: torch.Tensor | None = None
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, horizon: int):
+        self.capacity, self.horizon = capacity, horizon
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.action = np.full((capacity, action_dim), np.nan, dtype=np.float32)
+        self.reward = np.full((capacity,), np.nan, dtype=np.float32)
+        self.terminated = np.zeros((capacity,), dtype=np.float32)
+        self.episode_start = np.zeros((0,), dtype=np.int64)  # first row of each stored episode
+        self.episode_rows = np.zeros((0,), dtype=np.int64)  # T + 1 of each stored episode
+        self.next_row = 0
+        self.num_transitions_added = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.obs.nbytes + self.action.nbytes + self.reward.nbytes + self.terminated.nbytes
+
+    @property
+    def num_transitions(self) -> int:
+        return int((self.episode_rows - 1).sum())
+
+    def add_episode(
+        self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, terminated: np.ndarray
+    ) -> None:
+        """Store one episode: obs ``[T+1, O]``, action ``[T, A]``, reward and terminated ``[T]``."""
+        rows = len(obs)
+        if rows > self.capacity:
+            raise ValueError(f"an episode of {rows} rows does not fit a buffer of {self.capacity} rows")
+        if self.next_row + rows > self.capacity:
+            self.next_row = 0
+        start, stop = self.next_row, self.next_row + rows
+        overlaps = (self.episode_start < stop) & (self.episode_start + self.episode_rows > start)
+        self.episode_start, self.episode_rows = self.episode_start[~overlaps], self.episode_rows[~overlaps]
+        self.obs[start:stop] = obs
+        self.action[start] = np.nan
+        self.reward[start] = np.nan
+        self.terminated[start] = 0.0
+        self.action[start + 1 : stop] = action
+        self.reward[start + 1 : stop] = reward
+        self.terminated[start + 1 : stop] = terminated
+        self.episode_start = np.append(self.episode_start, start)
+        self.episode_rows = np.append(self.episode_rows, rows)
+        self.next_row = stop
+        self.num_transitions_added += rows - 1
+
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device) -> Batch:
+        """B windows of H+1 rows, each inside one episode, as a time-major :class:`Batch`."""
+        windows = self.episode_rows - self.horizon  # valid window starts per episode
+        usable = windows > 0
+        if not usable.any():
+            raise RuntimeError(f"no stored episode is longer than the horizon {self.horizon}")
+        counts = np.where(usable, windows, 0)
+        episode = rng.choice(len(counts), size=batch_size, p=counts / counts.sum())
+        offset = (rng.random(batch_size) * counts[episode]).astype(np.int64)
+        rows = (self.episode_start[episode] + offset)[None, :] + np.arange(self.horizon + 1)[:, None]  # [H+1, B]
+
+        def tensor(array: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(array, device=device)
+
+        return Batch(
+            obs=tensor(self.obs[rows]),
+            action=tensor(self.action[rows[1:]]),
+            reward=tensor(self.reward[rows[1:]])[..., None],
+            terminated=tensor(self.terminated[rows[1:]])[..., None],
+        )
+
+    # --- persistence (numpy .npz, loaded without pickle) -------------------------
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(
+                f, obs=self.obs, action=self.action, reward=self.reward, terminated=self.terminated,
+                episode_start=self.episode_start, episode_rows=self.episode_rows,
+                counters=np.array([self.next_row, self.num_transitions_added]),
+            )
+        tmp.replace(path)
+
+    def load(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as data:
+            if data["obs"].shape != self.obs.shape or data["action"].shape != self.action.shape:
+                raise ValueError(
+                    f"replay buffer {path} has shape {data['obs'].shape}/{data['action'].shape}, "
+                    f"expected {self.obs.shape}/{self.action.shape}"
+                )
+            self.obs[:], self.action[:], self.reward[:] = data["obs"], data["action"], data["reward"]
+            self.terminated[:] = data["terminated"]
+            self.episode_start, self.episode_rows = data["episode_start"], data["episode_rows"]
+            self.next_row, self.num_transitions_added = (int(v) for v in data["counters"])

@@ -1,0 +1,46 @@
+"""Environments with a Gymnasium interface, looked up by task name.
+
+>>> env = make_env("walker-walk", seed=0)
+>>> observation, info = env.reset()
+>>> observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+
+Importing this package is cheap: simulators are imported when a task is made.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from mbdpo.envs.dmcontrol import DMCONTROL_TASKS, EPISODE_LENGTH, DMControlEnv
+from mbdpo.errors import UnknownTaskError, closest
+
+__all__ = ["DMCONTROL_TASKS", "TASKS", "episode_length", "make_env"]
+
+TASKS: tuple[str, ...] = DMCONTROL_TASKS
+"""Every task name :func:`make_env` accepts."""
+
+
+def _require_known(task: str) -> None:
+    """Raise :class:`UnknownTaskError` unless ``task`` is in :data:`TASKS`."""
+    if task not in TASKS:
+        raise UnknownTaskError(f"unknown task {task!r}; {closest(task, TASKS)}")
+
+
+def make_env(task: str, seed: int) -> gymnasium.Env:
+    """Build the environment of ``task``, its initial states seeded by ``seed``.
+
+    Raises:
+        UnknownTaskError: If ``task`` is not in :data:`TASKS`.
+    """
+    _require_known(task)
+    return DMControlEnv(task, seed)
+
+
+def episode_length(task: str) -> int:
+    """Number of agent steps in an episode of ``task``.
+
+    Raises:
+        UnknownTaskError: If ``task`` is not in :data:`TASKS`.
+    """
+    _require_known(task)
+    return EPISODE_LENGTH

@@ -1,0 +1,37 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad config key, an unknown task, a corrupt
+checkpoint, a malformed data file) is raised as an :class:`MBDPOError`. The
+command line prints its message on one line and exits with status 2, without a
+traceback; the Python API lets it propagate like any other exception.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MBDPOError(Exception):
+    """An error caused by the user's input; its message is one line."""
+
+
+class ConfigError(MBDPOError):
+    """An unknown configuration key or a value of the wrong type or range."""
+
+
+class UnknownTaskError(MBDPOError):
+    """A task name that no environment suite registers."""
+
+
+class CheckpointError(MBDPOError):
+    """A missing, truncated, corrupt or foreign checkpoint file."""
+
+
+def closest(name: str, valid: Iterable[str], n: int = 3) -> str:
+    """Format the closest valid names to ``name`` for an error message."""
+    valid = sorted(valid)
+    matches = difflib.get_close_matches(name, valid, n=n, cutoff=0.5)
+    if matches:
+        return "did you mean " + ", ".join(repr(m) for m in matches) + "?"
+    return "valid: " + ", ".join(valid)

@@ -1,0 +1,138 @@
+"""The TD-MPC2-style latent world model with MBDPO's energy head (ALGORITHM.md sections 1-2).
+
+Components, all acting on SimNorm latent states z:
+    encoder      h(o) -> z
+    dynamics     d(z, a) -> z'
+    reward       R(z, a) -> two-hot logits
+    Q ensemble   Q_k(z, a) -> two-hot logits, with Polyak-averaged targets
+    policy prior pi(z) -> tanh-Gaussian action
+    termination  T(z) -> logit (episodic tasks only)
+    energy       E(z, a) -> scalar, approximates log mu(a|z) of the behaviour policy
+
+In multi-task models (``cfg.num_tasks > 1``) a learned task embedding
+(max-norm 1) is appended to the input of every component; every method then
+takes ``task``, a tensor of task indices shaped like the batch dimensions.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from mbdpo.config import Config
+from mbdpo.model.functional import squash_log_std, squashed_gaussian_sample, two_hot_decode
+from mbdpo.model.layers import EnsembleMLP, SimNorm, count_parameters, init_weights, mlp, zero_output_layer
+from mbdpo.model.running import RunningMeanStd
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        hidden, simnorm = [cfg.mlp_dim, cfg.mlp_dim], SimNorm(cfg.simnorm_dim)
+        obs, latent = cfg.obs_dim + cfg.task_dim, cfg.latent_dim + cfg.task_dim
+        latent_action = latent + cfg.action_dim
+        self.task_embedding = nn.Embedding(cfg.num_tasks, cfg.task_dim, max_norm=1) if cfg.task_dim else None
+        self.encoder = mlp(obs, [cfg.enc_dim] * (cfg.num_enc_layers - 1), cfg.latent_dim, output_activation=simnorm)
+        self.dynamics = mlp(latent_action, hidden, cfg.latent_dim, output_activation=simnorm)
+        self.reward_head = mlp(latent_action, hidden, cfg.num_bins)
+        self.policy_head = mlp(latent, hidden, 2 * cfg.action_dim)
+        self.q_heads = EnsembleMLP(cfg.num_q, latent_action, hidden, cfg.num_bins, dropout=cfg.dropout)
+        self.energy_head = mlp(latent_action, hidden, 1)
+        self.termination_head = mlp(latent, hidden, 1) if cfg.episodic else None
+        self.energy_stats = RunningMeanStd(cfg.energy_momentum)
+        init_weights(self)
+        for head in (self.reward_head, self.q_heads, self.energy_head):
+            zero_output_layer(head)
+        self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
+
+    # --- components -----------------------------------------------------------
+    def _inputs(self, *parts: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Concatenate ``parts`` and, in a multi-task model, the task embedding."""
+        if self.task_embedding is not None:
+            embedding = self.task_embedding(task)
+            parts = (*parts, embedding.expand(*parts[0].shape[:-1], -1))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(self._inputs(obs, task=task))
+
+    def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dynamics(self._inputs(z, action, task=task))
+
+    def reward(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """Reward logits ``[..., num_bins]``."""
+        return self.reward_head(self._inputs(z, action, task=task))
+
+    def predicted_reward(
+        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Decoded reward prediction ``[..., 1]``."""
+        return two_hot_decode(self.reward(z, action, task), self.cfg.vmin, self.cfg.vmax)
+
+    def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """Termination logit ``[..., 1]`` (episodic tasks only)."""
+        return self.termination_head(self._inputs(z, task=task))
+
+    def energy(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw energy E(z, a) ``[..., 1]`` (paper eq. 9)."""
+        return self.energy_head(self._inputs(z, action, task=task))
+
+    def normalised_energy(
+        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """E_hat = clip((E - mean) / std, -c, c) with running statistics, for planning."""
+        return self.energy_stats.normalise(self.energy(z, action, task), self.cfg.energy_clip)
+
+    def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sample from the policy prior. Returns the action and ``mean``, ``log_prob``."""
+        mean, raw_log_std = self.policy_head(self._inputs(z, task=task)).chunk(2, dim=-1)
+        log_std = squash_log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+        action, log_prob = squashed_gaussian_sample(mean, log_std)
+        return action, {"mean": torch.tanh(mean), "log_prob": log_prob}
+
+    def q_logits(
+        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None, target: bool = False
+    ) -> torch.Tensor:
+        """Logits of every Q head, ``[num_q, ..., num_bins]``."""
+        heads = self.target_q_heads if target else self.q_heads
+        return heads(self._inputs(z, action, task=task))
+
+    def q_value(
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        task: torch.Tensor | None = None,
+        reduce: str = "avg",
+        target: bool = False,
+    ) -> torch.Tensor:
+        """Min or mean of two randomly chosen Q heads, as scalars ``[..., 1]``."""
+        pair = torch.randperm(self.cfg.num_q, device=z.device)[:2]
+        values = two_hot_decode(self.q_logits(z, action, task, target)[pair], self.cfg.vmin, self.cfg.vmax)
+        return values.min(0).values if reduce == "min" else values.mean(0)
+
+    @torch.no_grad()
+    def update_targets(self) -> None:
+        """Polyak-average the Q heads into their targets (rate ``tau``)."""
+        for target, online in zip(self.target_q_heads.parameters(), self.q_heads.parameters()):
+            target.lerp_(online, self.cfg.tau)
+
+    # --- reporting --------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per component (targets excluded)."""
+        parts = {
+            "task_embedding": self.task_embedding or nn.Identity(),
+            "encoder": self.encoder,
+            "dynamics": self.dynamics,
+            "reward": self.reward_head,
+            "policy": self.policy_head,
+            "q_ensemble": self.q_heads,
+            "energy": self.energy_head,
+        }
+        if self.termination_head is not None:
+            parts["termination"] = self.termination_head
+        counts = {name: count_parameters(module) for name, module in parts.items()}
+        counts["total"] = sum(counts.values())
+        return counts

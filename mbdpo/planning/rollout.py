@@ -1,0 +1,57 @@
+"""Imagined world-model rollouts shared by every planner."""
+
+from __future__ import annotations
+
+import torch
+
+from mbdpo.model.world_model import WorldModel
+
+
+@torch.no_grad()
+def imagined_return(
+    model: WorldModel,
+    z: torch.Tensor,
+    actions: torch.Tensor,
+    discount: float,
+    energy_eta: float,
+    task: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """J = sum_t gamma^t r~(z_t, a_t) + gamma^H Q_avg(z_H, pi(z_H))  (paper eq. 10).
+
+    ``r~ = R + eta * E_hat`` is the energy-regularised reward (paper eq. 8);
+    with ``energy_eta = 0`` this is TD-MPC2's value estimate. In episodic
+    models a predicted termination stops the sum.
+
+    Args:
+        z: start latents ``[M, L]`` (one per candidate).
+        actions: candidate action sequences ``[H, M, A]``.
+    Returns:
+        ``[M, 1]``.
+    """
+    total = torch.zeros(z.shape[0], 1, device=z.device)
+    weight = torch.ones_like(total)
+    for action in actions:
+        reward = model.predicted_reward(z, action, task)
+        if energy_eta:
+            reward = reward + energy_eta * model.normalised_energy(z, action, task)
+        z = model.next(z, action, task)
+        total = total + weight * reward
+        weight = weight * discount
+        if model.cfg.episodic:
+            weight = weight * (model.termination(z, task) < 0).float()
+    final_action, _ = model.pi(z, task)
+    return total + weight * model.q_value(z, final_action, task, reduce="avg")
+
+
+@torch.no_grad()
+def policy_trajectories(
+    model: WorldModel, z: torch.Tensor, horizon: int, num: int, task: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Action sequences ``[H, num, A]`` sampled from the policy prior along its own imagined rollout."""
+    z = z.expand(num, -1)
+    actions = []
+    for _ in range(horizon):
+        action, _ = model.pi(z, task)
+        actions.append(action)
+        z = model.next(z, action, task)
+    return torch.stack(actions)

@@ -1,0 +1,40 @@
+"""Evaluation episodes: the agent acts without exploration noise."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+
+from mbdpo.agent import Agent
+
+
+def episode_seed(seed: int, kind: str, index: int) -> int:
+    """A reproducible reset seed for episode ``index`` of a ``train`` or ``eval`` stream."""
+    stream = 0 if kind == "train" else 1
+    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+
+
+def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]:
+    """One evaluation episode; returns its reward, success and length."""
+    obs, _ = env.reset(seed=seed)
+    agent.reset()
+    total, success, length, done = 0.0, 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(agent.act(obs, explore=False))
+        total += float(reward)
+        success = max(success, float(info.get("success", 0.0)))
+        length += 1
+        done = terminated or truncated
+    return {"episode_reward": total, "episode_success": success, "episode_length": length}
+
+
+def evaluate(agent: Agent, env: gymnasium.Env, episodes: int, seed: int) -> list[dict[str, float]]:
+    """Run ``episodes`` evaluation episodes with reproducible initial states."""
+    return [run_episode(agent, env, episode_seed(seed, "eval", i)) for i in range(episodes)]
+
+
+def summarise(results: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each field over episodes, plus the std of the reward."""
+    summary = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
+    summary["episode_reward_std"] = float(np.std([r["episode_reward"] for r in results]))
+    return summary

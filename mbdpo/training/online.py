@@ -1,0 +1,237 @@
+"""Online training from scratch (ALGORITHM.md section 7).
+
+The loop: random actions for ``seed_steps`` steps, then a burst of
+``seed_steps`` updates, then one update per environment step. Evaluation and
+checkpointing happen at episode boundaries once ``eval_freq`` steps have
+passed, so a resumed run always starts with a fresh episode.
+
+Resuming: running the same command again continues a run whose checkpoint is
+in the run directory (with ``run_dir=`` given, or the newest run of the same
+task, planner and seed with the same configuration). The replay buffer is
+saved next to the checkpoint (``save_buffer=true``). Without it, the rule is:
+the resumed agent first refills the buffer by acting for ``seed_steps`` steps
+with its own planner, without updates, then training goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mbdpo.agent import Agent
+from mbdpo.checkpoint import load_checkpoint, save_checkpoint
+from mbdpo.config import Config, torch_device
+from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.envs import make_env
+from mbdpo.errors import ConfigError
+from mbdpo.training.evaluate import episode_seed, evaluate, summarise
+from mbdpo.training.logger import RunLogger
+
+CHECKPOINT = "checkpoint.pt"
+BUFFER = "buffer.npz"
+# Settings that may change when a run is resumed; any other difference is an error.
+RESUMABLE_CHANGES = {
+    "steps", "device", "run_dir", "resume", "progress", "eval_freq", "eval_episodes",
+    "save_buffer", "wandb", "wandb_project",
+}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between two resolved configs, ignoring resumable ones."""
+    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
+
+
+def find_resumable_run(base: Path, cfg: Config) -> Path | None:
+    """The newest run under ``base`` with a checkpoint and the same configuration."""
+    for run in sorted(base.glob("*"), reverse=True):
+        config_file = run / "config.json"
+        if (run / CHECKPOINT).exists() and config_file.exists():
+            if not config_differences(json.loads(config_file.read_text()), cfg.to_dict()):
+                return run
+    return None
+
+
+def choose_run_dir(cfg: Config) -> Path:
+    if cfg.run_dir:
+        return Path(cfg.run_dir)
+    base = Path("runs") / cfg.task / cfg.planner / str(cfg.seed)
+    existing = find_resumable_run(base, cfg) if cfg.resume == "auto" else None
+    return existing or base / time.strftime("%Y%m%d-%H%M%S")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class OnlineTrainer:
+    """Trains one agent on one task; see the module docstring for the loop."""
+
+    def __init__(self, cfg: Config):
+        self.device = torch_device(cfg.device)
+        self.env = make_env(cfg.task, cfg.seed)
+        self.eval_env = make_env(cfg.task, cfg.seed)
+        obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+        self.cfg = cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
+        self.run_dir = choose_run_dir(cfg)
+        checkpoint = self._checkpoint_to_resume()
+
+        seed_everything(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.agent = Agent(cfg, self.device)
+        rows = min(cfg.buffer_size, cfg.steps) + cfg.steps // cfg.episode_length + 1
+        self.buffer = ReplayBuffer(rows, obs_dim, action_dim, cfg.horizon)
+        self.step, self.episode, self.elapsed_before = 0, 0, 0.0
+        self.burst_pending, self.updates_from = True, cfg.seed_steps
+        self.last_eval_reward = float("nan")
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.json")
+        self.logger = RunLogger(self.run_dir, cfg, self.step if checkpoint is not None else None)
+        self._print_header(resumed=checkpoint is not None)
+
+    # --- set-up ---------------------------------------------------------------
+    def _checkpoint_to_resume(self) -> dict | None:
+        path = self.run_dir / CHECKPOINT
+        if self.cfg.resume == "never" or not path.exists():
+            return None
+        checkpoint = load_checkpoint(path, self.device)
+        differences = config_differences(checkpoint["config"], self.cfg.to_dict())
+        if differences:
+            key = differences[0]
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: {key}={self.cfg.to_dict().get(key)!r} differs from the "
+                f"checkpoint's {key}={checkpoint['config'].get(key)!r}; use another run_dir= or resume=never"
+            )
+        return checkpoint
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.agent.load_state_dict(checkpoint["agent"])
+        self.step, self.episode = checkpoint["step"], checkpoint["episode"]
+        self.elapsed_before = checkpoint["elapsed"]
+        self.burst_pending = checkpoint["burst_pending"]
+        self.last_eval_reward = checkpoint["last_eval_reward"]
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.rng.bit_generator.state = checkpoint["rng"]["numpy"]
+        buffer_file = self.run_dir / BUFFER
+        if buffer_file.exists():
+            self.buffer.load(buffer_file)
+            self.updates_from = self.cfg.seed_steps
+        else:
+            self.updates_from = self.step + self.cfg.seed_steps
+
+    def _print_header(self, resumed: bool) -> None:
+        cfg = self.cfg
+        counts = self.agent.model.parameter_counts()
+        print(f"mbdpo: {'resuming' if resumed else 'training'} {cfg.task} with planner={cfg.planner} "
+              f"(preset {cfg.planner_preset}) on {self.device}, run dir {self.run_dir}")
+        print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        print(f"replay buffer: {self.buffer.capacity:,} rows, {self.buffer.nbytes / 2**20:.1f} MiB")
+
+    # --- the loop ---------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.start_time = time.time()
+        next_eval = (self.step // cfg.eval_freq + (self.step > 0)) * cfg.eval_freq
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
+        try:
+            while self.step < cfg.steps:
+                if self.step >= next_eval:
+                    self._evaluate_and_save(bar)
+                    next_eval += cfg.eval_freq
+                steps_before = self.step
+                self._train_episode()
+                bar.update(self.step - steps_before)
+            self._evaluate_and_save(bar)
+        finally:
+            bar.close()
+            self.logger.close()
+        return self.run_dir
+
+    def _train_episode(self) -> None:
+        cfg, agent = self.cfg, self.agent
+        obs, _ = self.env.reset(seed=episode_seed(cfg.seed, "train", self.episode))
+        agent.reset()
+        observations, actions, rewards, terminals = [obs], [], [], []
+        episode_start, metrics, done = time.time(), [], False
+        while not done:
+            if self.step < cfg.seed_steps:
+                action = self.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
+            else:
+                action = agent.act(obs, explore=True)
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(reward)
+            terminals.append(float(terminated))
+            self.step += 1
+            done = terminated or truncated
+            metrics += self._updates()
+        self.buffer.add_episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals))
+        self.episode += 1
+        duration = time.time() - episode_start
+        row = {
+            "step": self.step, "episode": self.episode, "episode_reward": float(np.sum(rewards)),
+            "episode_length": len(rewards), "elapsed": self.elapsed(), "steps_per_second": len(rewards) / duration,
+        }
+        if metrics:
+            row.update({k: float(torch.stack([m[k] for m in metrics]).mean()) for k in metrics[0]})
+        self.logger.log("train", row)
+
+    def _updates(self) -> list[dict[str, torch.Tensor]]:
+        """The updates due after one environment step: none, the burst, or one."""
+        if self.step < self.updates_from or self.buffer.num_transitions == 0:
+            return []
+        count = self.cfg.seed_steps if self.burst_pending else 1
+        self.burst_pending = False
+        return [self.agent.update(self.buffer.sample(self.cfg.batch_size, self.rng, self.device)) for _ in range(count)]
+
+    def _evaluate_and_save(self, bar: tqdm) -> None:
+        cfg = self.cfg
+        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed))
+        self.last_eval_reward = summary["episode_reward"]
+        self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
+        bar.set_postfix(eval_return=f"{self.last_eval_reward:.1f}")
+        self.save()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.start_time
+
+    def save(self) -> None:
+        """Checkpoint (and replay buffer) for resuming, written atomically."""
+        if self.cfg.save_buffer:
+            self.buffer.save(self.run_dir / BUFFER)
+        save_checkpoint(self.run_dir / CHECKPOINT, {
+            "config": self.cfg.to_dict(),
+            "agent": self.agent.state_dict(),
+            "step": self.step,
+            "episode": self.episode,
+            "elapsed": self.elapsed(),
+            "burst_pending": self.burst_pending,
+            "last_eval_reward": self.last_eval_reward,
+            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state},
+        })
+
+
+def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Path:
+    """Train online; returns the run directory.
+
+    ``config`` is a :class:`Config` or a dict of overrides; keyword arguments
+    are further overrides, e.g. ``train(task="walker-walk", steps=10_000)``.
+    """
+    if isinstance(config, Config):
+        cfg = dataclasses.replace(config, **overrides) if overrides else config
+    else:
+        cfg = Config.from_overrides({**(config or {}), **overrides})
+    return OnlineTrainer(cfg).run()
