@@ -33,11 +33,18 @@ class Batch:
 
 
 class ReplayBuffer:
+    """Episodes in a ring of ``capacity`` rows.
+
+    The arrays are zero-initialised, which the operating system commits
+    lazily: rows cost memory once written, so a large capacity is free until
+    it fills.
+    """
+
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, horizon: int):
         self.capacity, self.horizon = capacity, horizon
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
-        self.action = np.full((capacity, action_dim), np.nan, dtype=np.float32)
-        self.reward = np.full((capacity,), np.nan, dtype=np.float32)
+        self.action = np.zeros((capacity, action_dim), dtype=np.float32)
+        self.reward = np.zeros((capacity,), dtype=np.float32)
         self.terminated = np.zeros((capacity,), dtype=np.float32)
         self.episode_start = np.zeros((0,), dtype=np.int64)  # first row of each stored episode
         self.episode_rows = np.zeros((0,), dtype=np.int64)  # T + 1 of each stored episode
@@ -98,24 +105,32 @@ class ReplayBuffer:
         )
 
     # --- persistence (numpy .npz, loaded without pickle) -------------------------
+    @property
+    def rows_used(self) -> int:
+        return int((self.episode_start + self.episode_rows).max()) if len(self.episode_start) else 0
+
     def save(self, path: Path) -> None:
+        """Write the used rows atomically; a buffer of any capacity that fits them can load the file."""
+        used = self.rows_used
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             np.savez(
-                f, obs=self.obs, action=self.action, reward=self.reward, terminated=self.terminated,
-                episode_start=self.episode_start, episode_rows=self.episode_rows,
-                counters=np.array([self.next_row, self.num_transitions_added]),
+                f, obs=self.obs[:used], action=self.action[:used], reward=self.reward[:used],
+                terminated=self.terminated[:used], episode_start=self.episode_start,
+                episode_rows=self.episode_rows, counters=np.array([self.next_row, self.num_transitions_added]),
             )
         tmp.replace(path)
 
     def load(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as data:
-            if data["obs"].shape != self.obs.shape or data["action"].shape != self.action.shape:
+            used, obs_dim = data["obs"].shape
+            action_dim = data["action"].shape[1]
+            if used > self.capacity or obs_dim != self.obs.shape[1] or action_dim != self.action.shape[1]:
                 raise ValueError(
-                    f"replay buffer {path} has shape {data['obs'].shape}/{data['action'].shape}, "
-                    f"expected {self.obs.shape}/{self.action.shape}"
+                    f"replay buffer {path} holds {used} rows of obs {obs_dim} / action {action_dim}; this run "
+                    f"has {self.capacity} rows of obs {self.obs.shape[1]} / action {self.action.shape[1]}"
                 )
-            self.obs[:], self.action[:], self.reward[:] = data["obs"], data["action"], data["reward"]
-            self.terminated[:] = data["terminated"]
+            self.obs[:used], self.action[:used], self.reward[:used] = data["obs"], data["action"], data["reward"]
+            self.terminated[:used] = data["terminated"]
             self.episode_start, self.episode_rows = data["episode_start"], data["episode_rows"]
             self.next_row, self.num_transitions_added = (int(v) for v in data["counters"])

@@ -10,7 +10,7 @@ from typing import Any
 from mbdpo.config import Config
 from mbdpo.errors import MBDPOError
 
-EVAL_COLUMNS = ["step", "episode_reward", "episode_success", "episode_length", "elapsed"]
+EVAL_COLUMNS = ["step", "episode_reward", "episode_success", "episode_length", "elapsed", "episode_reward_std"]
 
 
 class CSVLog:

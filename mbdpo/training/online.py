@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,11 @@ def choose_run_dir(cfg: Config) -> Path:
     return existing or base / time.strftime("%Y%m%d-%H%M%S")
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -89,17 +95,17 @@ class OnlineTrainer:
         seed_everything(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.agent = Agent(cfg, self.device)
-        rows = min(cfg.buffer_size, cfg.steps) + cfg.steps // cfg.episode_length + 1
-        self.buffer = ReplayBuffer(rows, obs_dim, action_dim, cfg.horizon)
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, action_dim, cfg.horizon)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.burst_pending, self.updates_from = True, cfg.seed_steps
         self.last_eval_reward = float("nan")
-        if checkpoint is not None:
+        self.resumed = checkpoint is not None
+        if self.resumed:
             self._restore(checkpoint)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.json")
-        self.logger = RunLogger(self.run_dir, cfg, self.step if checkpoint is not None else None)
-        self._print_header(resumed=checkpoint is not None)
+        self.logger = RunLogger(self.run_dir, cfg, self.step if self.resumed else None)
+        self._print_header()
 
     # --- set-up ---------------------------------------------------------------
     def _checkpoint_to_resume(self) -> dict | None:
@@ -123,6 +129,8 @@ class OnlineTrainer:
         self.burst_pending = checkpoint["burst_pending"]
         self.last_eval_reward = checkpoint["last_eval_reward"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
+        if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         self.rng.bit_generator.state = checkpoint["rng"]["numpy"]
         buffer_file = self.run_dir / BUFFER
         if buffer_file.exists():
@@ -131,18 +139,24 @@ class OnlineTrainer:
         else:
             self.updates_from = self.step + self.cfg.seed_steps
 
-    def _print_header(self, resumed: bool) -> None:
+    def _print_header(self) -> None:
         cfg = self.cfg
         counts = self.agent.model.parameter_counts()
-        print(f"mbdpo: {'resuming' if resumed else 'training'} {cfg.task} with planner={cfg.planner} "
+        state = f"resuming at step {self.step:,}" if self.resumed else "training"
+        print(f"mbdpo: {state} {cfg.task} with planner={cfg.planner} "
               f"(preset {cfg.planner_preset}) on {self.device}, run dir {self.run_dir}")
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
-        print(f"replay buffer: {self.buffer.capacity:,} rows, {self.buffer.nbytes / 2**20:.1f} MiB")
+        print(f"replay buffer: {self.buffer.capacity:,} rows, up to {self.buffer.nbytes / 2**20:.1f} MiB "
+              f"(committed as it fills)")
 
     # --- the loop ---------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
         self.start_time = time.time()
+        if self.resumed and self.step >= cfg.steps:
+            print(f"mbdpo: {self.run_dir} is already complete at step {self.step:,} (steps={cfg.steps:,})")
+            self.logger.close()
+            return self.run_dir
         next_eval = (self.step // cfg.eval_freq + (self.step > 0)) * cfg.eval_freq
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
@@ -165,11 +179,14 @@ class OnlineTrainer:
         agent.reset()
         observations, actions, rewards, terminals = [obs], [], [], []
         episode_start, metrics, done = time.time(), [], False
+        act_seconds, update_seconds = 0.0, 0.0
         while not done:
+            tick = time.perf_counter()
             if self.step < cfg.seed_steps:
                 action = self.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
             else:
                 action = agent.act(obs, explore=True)
+            act_seconds += time.perf_counter() - tick
             obs, reward, terminated, truncated, _ = self.env.step(action)
             observations.append(obs)
             actions.append(action)
@@ -177,13 +194,19 @@ class OnlineTrainer:
             terminals.append(float(terminated))
             self.step += 1
             done = terminated or truncated
+            tick = time.perf_counter()
             metrics += self._updates()
+            update_seconds += time.perf_counter() - tick
         self.buffer.add_episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals))
         self.episode += 1
-        duration = time.time() - episode_start
+        length = len(rewards)
         row = {
             "step": self.step, "episode": self.episode, "episode_reward": float(np.sum(rewards)),
-            "episode_length": len(rewards), "elapsed": self.elapsed(), "steps_per_second": len(rewards) / duration,
+            "episode_length": length, "elapsed": self.elapsed(),
+            "steps_per_second": length / (time.time() - episode_start),
+            "ms_per_action": 1000 * act_seconds / length,
+            "ms_per_update": 1000 * update_seconds / len(metrics) if metrics else float("nan"),
+            "updates": len(metrics), "peak_rss_mib": peak_rss_mib(),
         }
         if metrics:
             row.update({k: float(torch.stack([m[k] for m in metrics]).mean()) for k in metrics[0]})
@@ -220,7 +243,11 @@ class OnlineTrainer:
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
             "last_eval_reward": self.last_eval_reward,
-            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "numpy": self.rng.bit_generator.state,
+            },
         })
 
 

@@ -1,0 +1,153 @@
+"""Online learning benchmark: MBDPO (planner=diffusion) vs TD-MPC2 (planner=mppi, energy_eta=0).
+
+    python benchmarks/online.py                      # every run, round-robin, until --steps
+    python benchmarks/online.py --chunk 2500 --rounds 1
+    python benchmarks/online.py --report-only        # rebuild results/ from the run dirs
+
+Runs are trained in chunks of ``--chunk`` steps, round-robin, so that all of
+them advance together; each chunk resumes its run from the checkpoint in
+``--runs-dir`` (kept outside the repository: checkpoints are too large to
+commit). After every chunk the results are collected into
+``benchmarks/results/``: the eval curves (``online_eval.csv``), per-run cost
+(``online_summary.csv``: steps/s, ms per action, ms per update, peak RSS)
+and a plot with the published MBDPO and TD-MPC2 curves (``online.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+REFERENCE = HERE.parent.parent / "shared" / "reference"
+COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false"}
+RUNS = {
+    ("cartpole-swingup", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
+    ("cartpole-swingup", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+    ("reacher-easy", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
+    ("reacher-easy", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+    ("walker-walk", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
+    ("walker-walk", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+    ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
+}
+
+
+def run_chunk(runs_dir: Path, task: str, name: str, overrides: dict, steps: int) -> None:
+    """Train (or resume) one run up to ``steps`` in a child process."""
+    run_dir = runs_dir / task / name
+    args = [f"{k}={v}" for k, v in {**COMMON, **overrides, "task": task, "steps": steps, "run_dir": run_dir}.items()]
+    print(f"[{time.strftime('%H:%M:%S')}] {task} {name} -> {steps} steps", flush=True)
+    subprocess.run([sys.executable, "-m", "mbdpo", "train", *args], check=True)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def collect(runs_dir: Path) -> None:
+    """Write the eval curves, the per-run summary and the plot to ``results/``."""
+    RESULTS.mkdir(exist_ok=True)
+    curves, summary = [], []
+    for (task, name) in RUNS:
+        run_dir = runs_dir / task / name
+        evals, trains = read_csv(run_dir / "eval.csv"), read_csv(run_dir / "train.csv")
+        if not evals:
+            continue
+        curves += [{"task": task, "run": name, "step": r["step"], "reward": r["episode_reward"]} for r in evals]
+        summary.append(summarise_run(task, name, evals, trains))
+    write_csv(RESULTS / "online_eval.csv", curves)
+    write_csv(RESULTS / "online_summary.csv", summary)
+    plot(curves)
+
+
+def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
+    """Cost of a run from its train.csv, over episodes with one update per step."""
+    steady = [r for r in trains if r.get("updates") and int(r["updates"]) == int(r["episode_length"])]
+
+    def mean(key: str) -> float | str:
+        return round(sum(float(r[key]) for r in steady) / len(steady), 1) if steady else ""
+
+    return {
+        "task": task, "run": name, "steps": evals[-1]["step"],
+        "final_eval_reward": evals[-1]["episode_reward"],
+        "best_eval_reward": max(float(r["episode_reward"]) for r in evals),
+        "steps_per_second": mean("steps_per_second"),
+        "ms_per_action": mean("ms_per_action"),
+        "ms_per_update": mean("ms_per_update"),
+        "peak_rss_mib": round(max(float(r["peak_rss_mib"]) for r in trains)),
+    }
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float]]:
+    """Mean published return per step (seeds averaged), up to 100k steps."""
+    by_step: dict[float, list[float]] = {}
+    for row in read_csv(REFERENCE / algorithm / f"{task}.csv"):
+        step = float(row["step"])
+        if 0 < step <= 100_000:
+            by_step.setdefault(step, []).append(float(row["reward"]))
+    steps = sorted(by_step)
+    return steps, [sum(by_step[s]) / len(by_step[s]) for s in steps]
+
+
+def plot(curves: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for task, _ in RUNS})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for name in sorted({n for t, n in RUNS if t == task}):
+            points = [(int(c["step"]), float(c["reward"])) for c in curves if c["task"] == task and c["run"] == name]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=f"ours: {name}")
+        for algorithm, marker in (("mbdpo", "^"), ("tdmpc2", "v")):
+            steps, rewards = reference_points(algorithm, task)
+            ax.scatter(steps, rewards, marker=marker, label=f"published {algorithm}", alpha=0.6)
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return", ylim=(0, 1000))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "online.png", dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
+    parser.add_argument("--steps", type=int, default=20_000, help="final steps per run")
+    parser.add_argument("--chunk", type=int, default=2500, help="steps per run per round")
+    parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: until --steps)")
+    parser.add_argument("--only", default="", help="substring of 'task/run' to select runs")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    runs_dir = Path(args.runs_dir)
+    if not args.report_only:
+        selected = {key: v for key, v in RUNS.items() if args.only in "/".join(key)}
+        target, rounds = args.chunk, 0
+        while target <= args.steps and (not args.rounds or rounds < args.rounds):
+            for (task, name), overrides in selected.items():
+                run_chunk(runs_dir, task, name, overrides, target)
+                collect(runs_dir)
+            target, rounds = target + args.chunk, rounds + 1
+    collect(runs_dir)
+
+
+if __name__ == "__main__":
+    main()
