@@ -12,6 +12,7 @@ module is cheap.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -103,12 +104,23 @@ def load_suite_env(domain: str, task: str, seed: int | None) -> control.Environm
     return suite.load(domain, task, task_kwargs={"random": seed, "time_limit": float("inf")})
 
 
+def use_headless_rendering() -> None:
+    """Pick MuJoCo's headless EGL backend when there is no display (unless MUJOCO_GL is set).
+
+    Must run before dm_control is imported: without a display, its default
+    GLFW backend prints a warning on import.
+    """
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")
+
+
 def load_dmcontrol(task: str, seed: int) -> control.Environment:
     """Build the dm_control environment of a task from :data:`DMCONTROL_TASKS`.
 
     ``seed`` seeds the task's random number generator, which draws the initial
     state of every episode.
     """
+    use_headless_rendering()
     if task in CUSTOM_TASKS:
         from mbdpo.envs.custom_tasks import BUILDERS
 

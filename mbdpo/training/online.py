@@ -194,10 +194,13 @@ class OnlineTrainer:
             terminals.append(float(terminated))
             self.step += 1
             done = terminated or truncated
+            if done:  # store first, so that a seed phase ending here has data for its burst
+                self.buffer.add_episode(
+                    np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals)
+                )
             tick = time.perf_counter()
             metrics += self._updates()
             update_seconds += time.perf_counter() - tick
-        self.buffer.add_episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals))
         self.episode += 1
         length = len(rewards)
         row = {

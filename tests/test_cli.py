@@ -1,0 +1,119 @@
+"""The command line end to end: a short run, resuming, evaluation, and bad input."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# A tiny agent so that a 1,000-step run takes seconds.
+TINY = [
+    "task=cartpole-swingup", "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16", "batch_size=16",
+    "num_samples=16", "num_elites=4", "num_pi_trajs=2", "diffusion_steps=2", "seed_steps=500",
+    "eval_freq=500", "eval_episodes=1", "energy_negatives=4", "progress=false", "device=cpu",
+]
+
+
+def mbdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mbdpo", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run")
+    result = mbdpo("train", *TINY, "steps=1000", f"run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_short_run_writes_logs_events_and_checkpoint(short_run):
+    evals = rows(short_run / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [0, 500, 1000]
+    assert set(evals[0]) >= {"step", "episode_reward", "episode_success", "episode_length", "elapsed"}
+    trains = rows(short_run / "train.csv")
+    assert [int(r["step"]) for r in trains] == [500, 1000]
+    # a burst of seed_steps updates when the seed phase ends, then one per step
+    assert [int(r["updates"]) for r in trains] == [500, 500]
+    assert float(trains[-1]["consistency_loss"]) > 0
+    assert list((short_run / "tb").glob("events.out.tfevents.*"))
+    assert (short_run / "config.json").exists() and (short_run / "buffer.npz").exists()
+    checkpoint = torch.load(short_run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 1000 and checkpoint["config"]["task"] == "cartpole-swingup"
+
+
+def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
+    run_dir = tmp_path / "resumed"
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    result = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "resuming at step 1,000" in result.stdout
+    assert [int(r["step"]) for r in rows(run_dir / "train.csv")] == [500, 1000, 1500]
+    assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500, 1000, 1500]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 1500
+    again = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
+    assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
+    out = tmp_path / "eval.csv"
+    result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2", f"out={out}", "device=cpu")
+    assert result.returncode == 0, result.stderr
+    assert "cartpole-swingup: return" in result.stdout and "+-" in result.stdout
+    (row,) = rows(out)
+    assert row["episodes"] == "2" and float(row["std_reward"]) >= 0
+
+
+def test_python_api_agent_acts(short_run):
+    import numpy as np
+
+    from mbdpo import Agent
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    action = agent.act(np.zeros(5, dtype=np.float32))
+    assert action.shape == (1,) and -1 <= action[0] <= 1
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "stpes=10"], ["'stpes'", "'steps'"]),
+    (["train", "steps=many"], ["steps='many'", "int"]),
+    (["train", "planner=cem"], ["planner='cem'", "diffusion, mppi"]),
+    (["train", "task=walker-wlk", "device=cpu"], ["'walker-wlk'", "'walker-walk'"]),
+    (["eval", "checkpoint=/nonexistent/checkpoint.pt"], ["'/nonexistent/checkpoint.pt'", "does not exist"]),
+    (["eval", "checkpoint=x.pt", "epsiodes=3"], ["'epsiodes'", "'episodes'"]),
+])
+def test_bad_input_is_a_one_line_error_with_exit_code_2(args, fragments, tmp_path):
+    assert_one_line_error(mbdpo(*args, cwd=tmp_path), *fragments)
+
+
+def test_truncated_checkpoint_is_a_clear_error(short_run, tmp_path):
+    data = (short_run / "checkpoint.pt").read_bytes()
+    truncated = tmp_path / "checkpoint.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert_one_line_error(mbdpo("eval", f"checkpoint={truncated}"), "truncated or corrupt")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    assert_one_line_error(mbdpo("eval", f"checkpoint={foreign}"), "not an mbdpo checkpoint")
+
+
+def test_a_failed_resume_loses_nothing(short_run, tmp_path):
+    run_dir = tmp_path / "kept"
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    before = {name: (run_dir / name).read_bytes() for name in ("checkpoint.pt", "eval.csv", "train.csv")}
+    result = mbdpo("train", *TINY, "mlp_dim=64", "steps=1500", f"run_dir={run_dir}")
+    assert_one_line_error(result, "mlp_dim=64", "differs")
+    assert before == {name: (run_dir / name).read_bytes() for name in before}

@@ -1,0 +1,55 @@
+"""Configuration: presets, typed overrides, validation errors."""
+
+import pytest
+
+from mbdpo.config import Config, parse_overrides
+from mbdpo.errors import ConfigError
+
+
+def build(*tokens: str) -> Config:
+    return Config.from_overrides(parse_overrides(list(tokens)))
+
+
+def test_model_size_preset_under_explicit_overrides():
+    cfg = build("model_size=5", "mlp_dim=256", "device=cpu")
+    assert (cfg.latent_dim, cfg.num_q, cfg.mlp_dim) == (512, 5, 256)
+
+
+def test_planner_preset_auto_is_cpu_on_cpu_and_explicit_keys_win():
+    cfg = build("device=cpu", "num_samples=100")
+    assert cfg.planner_preset == "cpu"
+    assert (cfg.diffusion_steps, cfg.num_samples, cfg.num_elites) == (5, 100, 32)
+    paper = build("device=cpu", "planner_preset=paper")
+    assert (paper.diffusion_steps, paper.num_samples) == (20, 512)
+
+
+def test_types_are_converted():
+    cfg = build("steps=1e5", "energy_eta=0", "save_buffer=false", "device=cpu")
+    assert cfg.steps == 100_000 and isinstance(cfg.steps, int)
+    assert cfg.energy_eta == 0.0 and cfg.save_buffer is False
+
+
+def test_resolve_derives_environment_fields():
+    cfg = build("device=cpu").resolve(obs_dim=5, action_dim=1, episode_length=500)
+    assert (cfg.obs_dim, cfg.action_dim, cfg.discount, cfg.seed_steps) == (5, 1, 0.99, 2500)
+
+
+@pytest.mark.parametrize("tokens, message", [
+    (["stpes=10"], "unknown config key 'stpes'; did you mean 'steps'"),
+    (["steps=ten"], "steps='ten' is not a valid int"),
+    (["planner=cem"], "planner='cem' is not valid; valid: diffusion, mppi"),
+    (["model_size=3"], "valid: 1, 5, 19, 48, 317"),
+    (["wandb=maybe"], "not a boolean"),
+    (["steps"], "not of the form key=value"),
+    (["obs_dim=3"], "unknown config key 'obs_dim'"),
+])
+def test_bad_input_names_the_value_and_the_valid_choices(tokens, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build(*tokens)
+
+
+def test_range_errors_at_resolution():
+    with pytest.raises(ConfigError, match="num_pi_trajs=600"):
+        build("device=cpu", "num_pi_trajs=600").resolve(5, 1, 500)
+    with pytest.raises(ConfigError, match="latent_dim=100 must be a multiple"):
+        build("device=cpu", "latent_dim=100").resolve(5, 1, 500)
