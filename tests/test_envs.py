@@ -43,6 +43,9 @@ def _reward_in_state(
 
 
 def test_task_lists() -> None:
+    from mbdpo.envs.dmcontrol import use_headless_rendering
+
+    use_headless_rendering()
     from mbdpo.envs.custom_tasks import BUILDERS
 
     assert len(TASKS) == len(set(TASKS)) == 39
