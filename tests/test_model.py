@@ -99,3 +99,14 @@ def test_polyak_update_moves_targets_by_tau():
     before = target.clone()
     model.update_targets()
     assert torch.allclose(target, before + 0.01 * (online - before), atol=1e-6)
+
+
+def test_q_ensemble_subset_equals_the_same_heads_of_the_full_ensemble():
+    model = WorldModel(make_cfg(5)).eval()
+    with torch.no_grad():
+        for p in model.q_heads.parameters():
+            p.normal_(0, 0.1)
+    z, action = torch.rand(4, 512), torch.rand(4, 6)
+    members = torch.tensor([3, 1])
+    full = model.q_logits(z, action)
+    assert torch.allclose(model.q_logits(z, action, members=members), full[members], atol=1e-6)

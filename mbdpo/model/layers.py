@@ -98,10 +98,12 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(num, in_dim, out_dim))
         self.bias = nn.Parameter(torch.zeros(num, 1, out_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply every member, or only ``members`` (indices) when given."""
+        weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+            x = x.unsqueeze(0).expand(weight.shape[0], -1, -1)
+        return torch.baddbmm(bias, x, weight)
 
 
 class EnsembleMLP(nn.Module):
@@ -120,17 +122,19 @@ class EnsembleMLP(nn.Module):
         self.dropout = SparseDropout(dropout)
         self.output = EnsembleLinear(num, dims[-1], out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [..., in]`` -> ``[num, ..., out]``."""
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [..., in]`` -> ``[num, ..., out]``, or ``[len(members), ..., out]`` for a subset."""
         leading = x.shape[:-1]
         h = x.reshape(-1, x.shape[-1])
         for i, linear in enumerate(self.hidden):
-            h = linear(h)
+            h = linear(h, members)
             if i == 0:
                 h = self.dropout(h)
-            h = F.layer_norm(h, h.shape[-1:]) * self.norm_weight[i] + self.norm_bias[i]
-            h = mish(h)
-        out = self.output(h)
+            norm_weight, norm_bias = self.norm_weight[i], self.norm_bias[i]
+            if members is not None:
+                norm_weight, norm_bias = norm_weight[members], norm_bias[members]
+            h = mish(F.layer_norm(h, h.shape[-1:]) * norm_weight + norm_bias)
+        out = self.output(h, members)
         return out.reshape(out.shape[0], *leading, out.shape[-1])
 
 

@@ -94,11 +94,16 @@ class WorldModel(nn.Module):
         return action, {"mean": torch.tanh(mean), "log_prob": log_prob}
 
     def q_logits(
-        self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None, target: bool = False
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        task: torch.Tensor | None = None,
+        target: bool = False,
+        members: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of every Q head, ``[num_q, ..., num_bins]``."""
+        """Logits of every Q head ``[num_q, ..., num_bins]``, or of the heads in ``members``."""
         heads = self.target_q_heads if target else self.q_heads
-        return heads(self._inputs(z, action, task=task))
+        return heads(self._inputs(z, action, task=task), members)
 
     def q_value(
         self,
@@ -110,7 +115,7 @@ class WorldModel(nn.Module):
     ) -> torch.Tensor:
         """Min or mean of two randomly chosen Q heads, as scalars ``[..., 1]``."""
         pair = torch.randperm(self.cfg.num_q, device=z.device)[:2]
-        values = two_hot_decode(self.q_logits(z, action, task, target)[pair], self.cfg.vmin, self.cfg.vmax)
+        values = two_hot_decode(self.q_logits(z, action, task, target, members=pair), self.cfg.vmin, self.cfg.vmax)
         return values.min(0).values if reduce == "min" else values.mean(0)
 
     @torch.no_grad()
