@@ -21,6 +21,7 @@ import random
 import resource
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -157,7 +158,8 @@ class OnlineTrainer:
             print(f"mbdpo: {self.run_dir} is already complete at step {self.step:,} (steps={cfg.steps:,})")
             self.logger.close()
             return self.run_dir
-        next_eval = (self.step // cfg.eval_freq + (self.step > 0)) * cfg.eval_freq
+        # A checkpoint is written right after an evaluation, so a resumed run evaluates next one period on.
+        next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq if self.resumed else 0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
             while self.step < cfg.steps:
@@ -178,7 +180,9 @@ class OnlineTrainer:
         obs, _ = self.env.reset(seed=episode_seed(cfg.seed, "train", self.episode))
         agent.reset()
         observations, actions, rewards, terminals = [obs], [], [], []
-        episode_start, metrics, done = time.time(), [], False
+        episode_start, done = time.time(), False
+        metric_sums: dict[str, torch.Tensor] = {}
+        updates = 0
         act_seconds, update_seconds = 0.0, 0.0
         while not done:
             tick = time.perf_counter()
@@ -199,7 +203,10 @@ class OnlineTrainer:
                     np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals)
                 )
             tick = time.perf_counter()
-            metrics += self._updates()
+            for metrics in self._updates():
+                # Running sums, not a list: thousands of tiny tensors kept alive fragment the heap.
+                metric_sums = {k: metric_sums.get(k, 0.0) + v for k, v in metrics.items()}
+                updates += 1
             update_seconds += time.perf_counter() - tick
         self.episode += 1
         length = len(rewards)
@@ -208,20 +215,20 @@ class OnlineTrainer:
             "episode_length": length, "elapsed": self.elapsed(),
             "steps_per_second": length / (time.time() - episode_start),
             "ms_per_action": 1000 * act_seconds / length,
-            "ms_per_update": 1000 * update_seconds / len(metrics) if metrics else float("nan"),
-            "updates": len(metrics), "peak_rss_mib": peak_rss_mib(),
+            "ms_per_update": 1000 * update_seconds / updates if updates else float("nan"),
+            "updates": updates, "peak_rss_mib": peak_rss_mib(),
         }
-        if metrics:
-            row.update({k: float(torch.stack([m[k] for m in metrics]).mean()) for k in metrics[0]})
+        row.update({k: float(total) / updates for k, total in metric_sums.items()})
         self.logger.log("train", row)
 
-    def _updates(self) -> list[dict[str, torch.Tensor]]:
-        """The updates due after one environment step: none, the burst, or one."""
+    def _updates(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The updates due after one environment step: none, the burst, or one. Yields their metrics."""
         if self.step < self.updates_from or self.buffer.num_transitions == 0:
-            return []
+            return
         count = self.cfg.seed_steps if self.burst_pending else 1
         self.burst_pending = False
-        return [self.agent.update(self.buffer.sample(self.cfg.batch_size, self.rng, self.device)) for _ in range(count)]
+        for _ in range(count):
+            yield self.agent.update(self.buffer.sample(self.cfg.batch_size, self.rng, self.device))
 
     def _evaluate_and_save(self, bar: tqdm) -> None:
         cfg = self.cfg
