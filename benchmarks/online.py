@@ -122,7 +122,7 @@ def plot(curves: list[dict]) -> None:
         for algorithm, marker in (("mbdpo", "^"), ("tdmpc2", "v")):
             steps, rewards = reference_points(algorithm, task)
             ax.scatter(steps, rewards, marker=marker, label=f"published {algorithm}", alpha=0.6)
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return", ylim=(0, 1000))
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, 105_000), ylim=(0, 1000))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "online.png", dpi=100)
