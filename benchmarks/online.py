@@ -1,7 +1,7 @@
 """Online learning benchmark: MBDPO (planner=diffusion) vs TD-MPC2 (planner=mppi, energy_eta=0).
 
     python benchmarks/online.py                      # every run, round-robin, until --steps
-    python benchmarks/online.py --chunk 2500 --rounds 1
+    python benchmarks/online.py --chunk 5000 --rounds 1
     python benchmarks/online.py --report-only        # rebuild results/ from the run dirs
 
 Runs are trained in chunks of ``--chunk`` steps, round-robin, so that all of
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
     parser.add_argument("--steps", type=int, default=20_000, help="final steps per run")
-    parser.add_argument("--chunk", type=int, default=2500, help="steps per run per round")
+    parser.add_argument("--chunk", type=int, default=5000, help="steps per run per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: until --steps)")
     parser.add_argument("--only", default="", help="substring of 'task/run' to select runs")
     parser.add_argument("--report-only", action="store_true")
