@@ -232,7 +232,9 @@ class OnlineTrainer:
 
     def _evaluate_and_save(self, bar: tqdm) -> None:
         cfg = self.cfg
+        bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
         summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed))
+        bar.set_description("training")
         self.last_eval_reward = summary["episode_reward"]
         self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
         bar.set_postfix(eval_return=f"{self.last_eval_reward:.1f}")
