@@ -20,8 +20,8 @@ import json
 import random
 import resource
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,7 +99,6 @@ class OnlineTrainer:
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, action_dim, cfg.horizon)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.burst_pending, self.updates_from = True, cfg.seed_steps
-        self.last_eval_reward = float("nan")
         self.resumed = checkpoint is not None
         if self.resumed:
             self._restore(checkpoint)
@@ -128,7 +127,6 @@ class OnlineTrainer:
         self.step, self.episode = checkpoint["step"], checkpoint["episode"]
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
-        self.last_eval_reward = checkpoint["last_eval_reward"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -235,9 +233,8 @@ class OnlineTrainer:
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
         summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed))
         bar.set_description("training")
-        self.last_eval_reward = summary["episode_reward"]
         self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
-        bar.set_postfix(eval_return=f"{self.last_eval_reward:.1f}")
+        bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
         self.save()
 
     def elapsed(self) -> float:
@@ -254,7 +251,6 @@ class OnlineTrainer:
             "episode": self.episode,
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
-            "last_eval_reward": self.last_eval_reward,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
