@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mbdpo.errors import CheckpointError
+from mbdpo.errors import CheckpointError, first_line
 
 FORMAT = "mbdpo-checkpoint"
 VERSION = 1
@@ -41,8 +41,7 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt ({reason[:120]})") from None
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt ({first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an mbdpo checkpoint (no '{FORMAT}' header)")
     if payload.get("version") != VERSION:

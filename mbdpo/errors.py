@@ -35,3 +35,9 @@ def closest(name: str, valid: Iterable[str], n: int = 3) -> str:
     if matches:
         return "did you mean " + ", ".join(repr(m) for m in matches) + "?"
     return "valid: " + ", ".join(valid)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0][:120] if text else type(error).__name__

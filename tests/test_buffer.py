@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.errors import CheckpointError
 
 
 def episode(index: int, length: int, obs_dim: int = 3):
@@ -62,5 +63,8 @@ def test_save_and_load_into_a_larger_buffer(tmp_path):
     a = buffer.sample(64, np.random.default_rng(1), torch.device("cpu"))
     b = restored.sample(64, np.random.default_rng(1), torch.device("cpu"))
     assert torch.equal(a.obs, b.obs) and torch.equal(a.action, b.action)
-    with pytest.raises(ValueError, match="obs 3"):
+    with pytest.raises(CheckpointError, match="obs 3"):
         ReplayBuffer(1000, 4, 1, horizon=3).load(tmp_path / "buffer.npz")
+    (tmp_path / "broken.npz").write_bytes((tmp_path / "buffer.npz").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        restored.load(tmp_path / "broken.npz")

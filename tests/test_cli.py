@@ -117,3 +117,13 @@ def test_a_failed_resume_loses_nothing(short_run, tmp_path):
     result = mbdpo("train", *TINY, "mlp_dim=64", "steps=1500", f"run_dir={run_dir}")
     assert_one_line_error(result, "mlp_dim=64", "differs")
     assert before == {name: (run_dir / name).read_bytes() for name in before}
+
+
+def test_a_corrupt_replay_buffer_is_a_clear_error(short_run, tmp_path):
+    run_dir = tmp_path / "corrupt"
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    (run_dir / "buffer.npz").write_bytes(b"not a buffer")
+    before = {name: (run_dir / name).read_bytes() for name in ("checkpoint.pt", "eval.csv", "train.csv")}
+    result = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
+    assert_one_line_error(result, "buffer.npz", "truncated or corrupt")
+    assert before == {name: (run_dir / name).read_bytes() for name in before}

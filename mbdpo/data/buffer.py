@@ -10,11 +10,17 @@ episode, uniformly over all valid windows.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mbdpo.errors import CheckpointError, first_line
+
+# What a saved buffer file holds.
+ARRAYS = ("obs", "action", "reward", "terminated", "episode_start", "episode_rows", "counters")
 
 
 @dataclass
@@ -122,15 +128,20 @@ class ReplayBuffer:
         tmp.replace(path)
 
     def load(self, path: Path) -> None:
-        with np.load(path, allow_pickle=False) as data:
-            used, obs_dim = data["obs"].shape
-            action_dim = data["action"].shape[1]
-            if used > self.capacity or obs_dim != self.obs.shape[1] or action_dim != self.action.shape[1]:
-                raise ValueError(
-                    f"replay buffer {path} holds {used} rows of obs {obs_dim} / action {action_dim}; this run "
-                    f"has {self.capacity} rows of obs {self.obs.shape[1]} / action {self.action.shape[1]}"
-                )
-            self.obs[:used], self.action[:used], self.reward[:used] = data["obs"], data["action"], data["reward"]
-            self.terminated[:used] = data["terminated"]
-            self.episode_start, self.episode_rows = data["episode_start"], data["episode_rows"]
-            self.next_row, self.num_transitions_added = (int(v) for v in data["counters"])
+        """Read a file written by :meth:`save`; a corrupt or mismatched file is a :class:`CheckpointError`."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in ARRAYS}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise CheckpointError(f"replay buffer {str(path)!r} is truncated or corrupt ({first_line(error)})") from None
+        used, obs_dim = arrays["obs"].shape
+        action_dim = arrays["action"].shape[1]
+        if used > self.capacity or obs_dim != self.obs.shape[1] or action_dim != self.action.shape[1]:
+            raise CheckpointError(
+                f"replay buffer {str(path)!r} holds {used} rows of obs {obs_dim} / action {action_dim}; this run "
+                f"has {self.capacity} rows of obs {self.obs.shape[1]} / action {self.action.shape[1]}"
+            )
+        for key in ("obs", "action", "reward", "terminated"):
+            getattr(self, key)[:used] = arrays[key]
+        self.episode_start, self.episode_rows = arrays["episode_start"], arrays["episode_rows"]
+        self.next_row, self.num_transitions_added = (int(v) for v in arrays["counters"])
