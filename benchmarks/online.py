@@ -2,6 +2,7 @@
 
     python benchmarks/online.py                      # every run, round-robin, until --steps
     python benchmarks/online.py --chunk 5000 --rounds 1
+    python benchmarks/online.py --only diffusion-cpu,mppi   # the six 20k-step runs first
     python benchmarks/online.py --report-only        # rebuild results/ from the run dirs
 
 Runs are trained in chunks of ``--chunk`` steps, round-robin, so that all of
@@ -134,12 +135,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="final steps per run")
     parser.add_argument("--chunk", type=int, default=5000, help="steps per run per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: until --steps)")
-    parser.add_argument("--only", default="", help="substring of 'task/run' to select runs")
+    parser.add_argument("--only", default="", help="comma-separated substrings of 'task/run' to select runs")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
-        selected = {key: v for key, v in RUNS.items() if args.only in "/".join(key)}
+        patterns = args.only.split(",")
+        selected = {key: v for key, v in RUNS.items() if any(p in "/".join(key) for p in patterns)}
         target, rounds = args.chunk, 0
         while target <= args.steps and (not args.rounds or rounds < args.rounds):
             for (task, name), overrides in selected.items():
