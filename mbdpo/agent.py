@@ -1,8 +1,9 @@
 """The MBDPO agent: a world model, its optimisers and a planner.
 
 ``Agent.update`` is one gradient step of ALGORITHM.md section 3 (model step,
-policy step, Polyak update); ``Agent.act`` encodes an observation and asks the
-planner for an action.
+policy step, Polyak update) and, unless ``act_mode=mc``, one score-matching
+step of the score network (section 5); ``Agent.act`` encodes an observation
+and asks the planner for an action, by Monte Carlo or with the score network.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ import torch
 from mbdpo import energy as energy_objectives
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config, torch_device
+from mbdpo.errors import ConfigError
 from mbdpo.data.buffer import Batch
 from mbdpo.losses import consistency_loss, policy_loss, reward_loss, td_target, termination_loss, value_loss
 from mbdpo.model.running import RunningScale
 from mbdpo.model.world_model import WorldModel
-from mbdpo.planning import make_planner
+from mbdpo.planning import DiffusionPlanner, make_planner
+from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoiser
+from mbdpo.planning.score_matching import (
+    ScoreCheck, check_score_network, forward_noised, sampler_inputs, scaled_score, score_matching_loss,
+)
+from mbdpo.planning.score_network import ScoreNetwork
 
 
 @contextlib.contextmanager
@@ -48,12 +55,32 @@ class Agent:
             lr=cfg.lr, eps=1e-8,
         )
         self.policy_optimizer = torch.optim.Adam(model.policy_head.parameters(), lr=cfg.lr, eps=1e-5)
-        self.planner = make_planner(model, cfg)
+        self.score_network = ScoreNetwork(cfg).to(device)
+        self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.lr)
+        self.planner = make_planner(model, cfg, self.score_network)
+        if cfg.act_mode == "score":
+            self.planner.use_score_network = True
 
     # --- acting ---------------------------------------------------------------
     def reset(self) -> None:
         """Call at the start of every episode (forgets the warm-start plan)."""
         self.planner.reset()
+
+    @property
+    def acting_mode(self) -> str:
+        """``score`` when the planner acts with the score network, else ``mc``."""
+        planner = self.planner
+        return "score" if isinstance(planner, DiffusionPlanner) and planner.use_score_network else "mc"
+
+    def set_acting_mode(self, mode: str) -> None:
+        """Act by Monte Carlo (``mc``) or with the score network (``score``, diffusion planner only)."""
+        if mode == "score" and self.cfg.planner != "diffusion":
+            raise ConfigError(f"act_mode=score needs planner=diffusion, not planner={self.cfg.planner}")
+        if mode == "score" and not self.score_network.trained:
+            raise ConfigError("act_mode=score refused: this agent's score network was never trained "
+                              "(train with act_mode=score or auto); valid here: act_mode=mc")
+        if isinstance(self.planner, DiffusionPlanner):
+            self.planner.use_score_network = mode == "score"
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
@@ -69,6 +96,8 @@ class Agent:
         metrics, latents = self._update_model(batch)
         metrics.update(self._update_policy(latents))
         self.model.update_targets()
+        if self.cfg.act_mode != "mc":
+            metrics.update(self._update_score(latents[0], batch.action))
         return metrics
 
     def _update_model(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -147,6 +176,62 @@ class Agent:
         self.policy_optimizer.step()
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
 
+    # --- the score network (section 5) -----------------------------------------
+    def _update_score(self, z: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One regression step of the score network onto Monte-Carlo targets (paper eq. 16).
+
+        ``z [B, L]`` are the batch's encoded start states (detached), ``actions
+        [H, B, A]`` its replay windows. The first ``score_states`` states each
+        get a random diffusion step; their inputs follow ``score_inputs``.
+        """
+        cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
+        z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
+        tau = torch.randint(schedule.steps, (len(z),), device=z.device)
+        with torch.no_grad():
+            if cfg.score_inputs == "forward":
+                x_tau = forward_noised(actions, schedule.alpha_bar[tau])
+            else:
+                network = score_network_denoiser(self.score_network, self.model, schedule, z)
+                x_tau = sampler_inputs(network, self._chain_start(actions), schedule, self._stochastic, tau)
+            monte_carlo = monte_carlo_denoiser(self.model, cfg, schedule, z, num_samples=cfg.score_samples)
+            target = scaled_score(x_tau, monte_carlo(x_tau, tau), schedule.alpha_bar[tau])
+        loss = score_matching_loss(self.score_network(z, x_tau, tau), target)
+        self.score_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)
+        self.score_optimizer.step()
+        self.score_network.updates += 1
+        return {"score_loss": loss.detach()}
+
+    @property
+    def _stochastic(self) -> bool:
+        return self.cfg.diffusion_kernel == "stochastic"
+
+    def _chain_start(self, actions: torch.Tensor) -> torch.Tensor:
+        """Starts of the reverse chain for training states: N(0, I), or for the warm kernel the replay
+        window shifted by one step (a stand-in for the previous plan)."""
+        if self._stochastic:
+            return torch.randn_like(actions)
+        return torch.cat([actions[:, 1:], torch.zeros_like(actions[:, :1])], dim=1)
+
+    @torch.no_grad()
+    def check_score_network(self, obs: np.ndarray) -> ScoreCheck:
+        """Score errors per diffusion step on the states of ``obs [V, obs_dim]`` (ideally held out).
+
+        The network is compared with two independent Monte-Carlo estimates at
+        full planner settings, on the inputs its own sampler visits.
+        """
+        self.model.eval()
+        z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        schedule = self.planner.schedule_on(z.device)
+        x_start = self._chain_start(torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device))
+        return check_score_network(
+            score_network_denoiser(self.score_network, self.model, schedule, z),
+            monte_carlo_denoiser(self.model, self.cfg, schedule, z),
+            monte_carlo_denoiser(self.model, self.cfg, schedule, z),
+            x_start, schedule, self._stochastic,
+        )
+
     # --- persistence ------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
@@ -154,6 +239,9 @@ class Agent:
             "q_scale": self.q_scale.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "policy_optimizer": self.policy_optimizer.state_dict(),
+            "score_network": self.score_network.state_dict(),
+            "score_optimizer": self.score_optimizer.state_dict(),
+            "acting_mode": self.acting_mode,
         }
 
     @classmethod
@@ -170,3 +258,7 @@ class Agent:
         self.q_scale.load_state_dict(state["q_scale"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        if "score_network" in state:  # checkpoints of mbdpo 0.1 have none: the network stays untrained
+            self.score_network.load_state_dict(state["score_network"])
+            self.score_optimizer.load_state_dict(state["score_optimizer"])
+            self.set_acting_mode(state["acting_mode"])

@@ -122,6 +122,15 @@ class Config:
     max_std: float = 2.0
     explore_std: float = 0.05
 
+    # --- amortised score network (section 5) ------------------------------------
+    act_mode: Literal["mc", "score", "auto"] = "mc"
+    score_inputs: Literal["sampler", "forward"] = "sampler"
+    score_states: int = 64
+    score_samples: int = 0  # 0: num_samples
+    score_check_freq: int = 2500
+    score_check_states: int = 32
+    score_switch_ratio: float = 1.0
+
     # --- online training (section 7) -------------------------------------------
     seed_steps: int = 0  # 0: max(1000, 5 x episode length)
     buffer_size: int = 1_000_000
@@ -191,7 +200,8 @@ class Config:
         positive = [
             "steps", "eval_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
             "diffusion_steps", "mppi_iterations", "buffer_size", "enc_dim", "mlp_dim",
-            "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature",
+            "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature", "score_check_freq",
+            "score_check_states", "score_switch_ratio",
         ]
         for key in positive:
             if getattr(self, key) <= 0:
@@ -214,6 +224,12 @@ class Config:
             )
         if not 0 < self.beta_start <= self.beta_end < 1:
             raise ConfigError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        if self.act_mode != "mc" and self.planner != "diffusion":
+            raise ConfigError(f"act_mode={self.act_mode} needs planner=diffusion; planner={self.planner} acts by mc only")
+        if self.act_mode != "mc" and not 0 < self.score_states <= self.batch_size:
+            raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
+        if self.score_samples < 0:
+            raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device={self.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
 

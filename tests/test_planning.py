@@ -13,7 +13,7 @@ import torch
 
 from mbdpo.config import Config
 from mbdpo.planning import DiffusionPlanner, MPPIPlanner
-from mbdpo.planning.diffusion import DiffusionSchedule, monte_carlo_score, return_weights
+from mbdpo.planning.diffusion import DiffusionSchedule, score_from_denoised_mean, return_weights
 from mbdpo.planning.rollout import imagined_return
 
 GOAL = torch.tensor([0.3, -0.2])
@@ -49,7 +49,7 @@ def sequence_return(cfg: Config, plans: torch.Tensor) -> torch.Tensor:
     return imagined_return(model, torch.zeros(len(plans), 2), plans.transpose(0, 1), cfg.discount, 0.0).squeeze(-1)
 
 
-def test_monte_carlo_score_matches_the_gaussian_case():
+def test_score_from_denoised_mean_matches_the_gaussian_case():
     """For a Gaussian target, the exact posterior mean gives the exact score of the noised density."""
     alpha_bar = torch.tensor(0.6)
     x = torch.tensor([0.4])
@@ -57,7 +57,7 @@ def test_monte_carlo_score_matches_the_gaussian_case():
     s2 = 0.25
     exact = -x / (alpha_bar * s2 + 1 - alpha_bar)
     posterior_mean = alpha_bar.sqrt() * s2 * x / (alpha_bar * s2 + 1 - alpha_bar)
-    assert torch.allclose(monte_carlo_score(x, posterior_mean, alpha_bar), exact)
+    assert torch.allclose(score_from_denoised_mean(x, posterior_mean, alpha_bar), exact)
 
 
 def test_return_weights():

@@ -5,12 +5,14 @@ from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner
 from mbdpo.planning.mppi import MPPIPlanner
-
-PLANNERS: dict[str, type[Planner]] = {"diffusion": DiffusionPlanner, "mppi": MPPIPlanner}
-
-
-def make_planner(model: WorldModel, cfg: Config) -> Planner:
-    return PLANNERS[cfg.planner](model, cfg)
+from mbdpo.planning.score_network import ScoreNetwork
 
 
-__all__ = ["Planner", "DiffusionPlanner", "MPPIPlanner", "make_planner", "PLANNERS"]
+def make_planner(model: WorldModel, cfg: Config, score_network: ScoreNetwork | None = None) -> Planner:
+    """The planner ``cfg.planner``; the diffusion planner can act with ``score_network``."""
+    if cfg.planner == "diffusion":
+        return DiffusionPlanner(model, cfg, score_network)
+    return MPPIPlanner(model, cfg)
+
+
+__all__ = ["Planner", "DiffusionPlanner", "MPPIPlanner", "ScoreNetwork", "make_planner"]

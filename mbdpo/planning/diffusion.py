@@ -10,8 +10,10 @@ exp(J / lambda), and take
 
     score = (sqrt(alpha_bar) E_w[a0] - x_tau) / (1 - alpha_bar).
 
-The functions below are pure and do not know about world models; the planner
-at the bottom plugs in imagined returns.
+The functions at the top are pure and do not know about world models;
+``monte_carlo_denoiser`` plugs in imagined returns, ``score_network_denoiser``
+the amortised network of section 5, and the planner at the bottom acts with
+either.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ import torch
 from mbdpo.config import Config
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner
-from mbdpo.planning.rollout import imagined_return, policy_trajectories
+from mbdpo.planning.rollout import candidate_returns, policy_trajectories
+from mbdpo.planning.score_network import ScoreNetwork
 
-ReturnFn = Callable[[torch.Tensor], torch.Tensor]  # candidates [M, H, A] -> returns [M]
+ReturnFn = Callable[[torch.Tensor], torch.Tensor]  # candidates [B, M, H, A] -> returns [B, M]
+# (x_tau [B, H, A], tau: one step, or [B] steps) -> estimate of E[x_0 | x_tau], [B, H, A]
+DenoiseFn = Callable[[torch.Tensor, "int | torch.Tensor"], torch.Tensor]
 
 
 @dataclass
@@ -51,32 +56,60 @@ class DiffusionSchedule:
 def proposal_samples(x_tau: torch.Tensor, alpha_bar: torch.Tensor, num: int) -> torch.Tensor:
     """Candidates a0 ~ N(x_tau / sqrt(alpha_bar), (1 - alpha_bar) / alpha_bar I), clamped to [-1, 1].
 
-    Step 1 of the score estimate (paper eq. 11). Returns ``[num, *x_tau.shape]``.
+    Step 1 of the score estimate (paper eq. 11). ``x_tau [B, H, A]`` and
+    ``alpha_bar`` (a scalar, or ``[B]``: one step per row) -> ``[B, num, H, A]``.
     """
-    mean = x_tau / alpha_bar.sqrt()
+    alpha_bar = alpha_bar.view(-1, 1, 1, 1)
+    mean = x_tau.unsqueeze(1) / alpha_bar.sqrt()
     std = ((1 - alpha_bar) / alpha_bar).sqrt()
-    return (mean + std * torch.randn(num, *x_tau.shape, device=x_tau.device)).clamp(-1, 1)
+    noise = torch.randn(x_tau.shape[0], num, *x_tau.shape[1:], device=x_tau.device)
+    return (mean + std * noise).clamp(-1, 1)
 
 
 def return_weights(returns: torch.Tensor, temperature: float, num_elites: int, normalise: bool) -> torch.Tensor:
-    """w_i = softmax(J_i / lambda) over candidates (paper eq. 11).
+    """w_i = softmax(J_i / lambda) over the candidates of the last dimension (paper eq. 11).
 
     ``normalise`` z-scores J first, making lambda independent of the reward
     scale; ``num_elites > 0`` keeps only the best candidates (weight 0 for the
-    rest), as in the reference implementation. ``returns [M]`` -> ``[M]``.
+    rest), as in the reference implementation. ``returns [..., M]`` -> ``[..., M]``.
     """
     if normalise:
-        returns = (returns - returns.mean()) / (returns.std() + 1e-6)
+        returns = (returns - returns.mean(-1, keepdim=True)) / (returns.std(-1, keepdim=True) + 1e-6)
     logits = returns / temperature
-    if 0 < num_elites < len(returns):
-        threshold = returns.topk(num_elites).values[-1]
+    if 0 < num_elites < returns.shape[-1]:
+        threshold = returns.topk(num_elites, dim=-1).values[..., -1:]
         logits = logits.masked_fill(returns < threshold, float("-inf"))
-    return torch.softmax(logits, dim=0)
+    return torch.softmax(logits, dim=-1)
 
 
-def monte_carlo_score(x_tau: torch.Tensor, weighted_mean: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """s = (sqrt(alpha_bar) a_bar - x_tau) / (1 - alpha_bar)  (paper eq. 12)."""
-    return (alpha_bar.sqrt() * weighted_mean - x_tau) / (1 - alpha_bar)
+def monte_carlo_denoised_mean(
+    return_fn: ReturnFn,
+    x_tau: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    num_samples: int,
+    temperature: float,
+    num_elites: int = 0,
+    normalise: bool = False,
+    extra_candidates: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """a_bar = sum_i w_i a0_i, the self-normalised estimate of E[x_0 | x_tau] (paper eqs. 11-12).
+
+    ``x_tau [B, H, A]`` (one row per state). ``extra_candidates [B, P, H, A]``
+    (e.g. policy-prior trajectories) are weighed alongside the
+    ``num_samples - P`` proposals. Returns ``[B, H, A]``; being a convex
+    combination of clamped actions, it lies in [-1, 1].
+    """
+    num_extra = 0 if extra_candidates is None else extra_candidates.shape[1]
+    candidates = proposal_samples(x_tau, alpha_bar, num_samples - num_extra)
+    if num_extra:
+        candidates = torch.cat([extra_candidates, candidates], dim=1)
+    weights = return_weights(return_fn(candidates), temperature, num_elites, normalise)
+    return torch.einsum("bm,bm...->b...", weights, candidates)
+
+
+def score_from_denoised_mean(x_tau: torch.Tensor, denoised_mean: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """s = (sqrt(alpha_bar) a_bar - x_tau) / (1 - alpha_bar)  (Tweedie's formula, paper eq. 12)."""
+    return (alpha_bar.sqrt() * denoised_mean - x_tau) / (1 - alpha_bar)
 
 
 def reverse_step(
@@ -92,74 +125,112 @@ def reverse_step(
     return x
 
 
-def sample_monte_carlo_diffusion(
-    return_fn: ReturnFn,
-    x_start: torch.Tensor,
-    schedule: DiffusionSchedule,
-    num_samples: int,
-    temperature: float,
-    num_elites: int = 0,
-    normalise: bool = False,
-    stochastic: bool = True,
-    extra_candidates: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Run the reverse diffusion from ``x_start [H, A]`` with Monte-Carlo scores; return x_0.
+def reverse_diffusion(
+    denoise_fn: DenoiseFn, x_start: torch.Tensor, schedule: DiffusionSchedule, stochastic: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the reverse diffusion from ``x_start [B, H, A]`` (the input at tau = N-1).
 
-    ``extra_candidates [P, H, A]`` (e.g. policy-prior trajectories) are scored
-    alongside the ``num_samples - P`` proposals at every step.
+    ``denoise_fn`` estimates E[x_0 | x_tau]: by Monte Carlo (section 4) or
+    with the score network (section 5). Returns the sample x_0 and the inputs
+    the chain visited, ``[N, B, H, A]`` indexed by tau.
     """
-    x = x_start
+    x, visited = x_start, [None] * schedule.steps
     for tau in reversed(range(schedule.steps)):
+        visited[tau] = x
         alpha_bar = schedule.alpha_bar[tau]
-        num_extra = 0 if extra_candidates is None else len(extra_candidates)
-        candidates = proposal_samples(x, alpha_bar, num_samples - num_extra)
-        if num_extra:
-            candidates = torch.cat([extra_candidates, candidates])
-        weights = return_weights(return_fn(candidates), temperature, num_elites, normalise)
-        weighted_mean = torch.einsum("m,m...->...", weights, candidates)
-        x = reverse_step(x, monte_carlo_score(x, weighted_mean, alpha_bar), schedule, tau, stochastic)
-    return x
+        x = reverse_step(x, score_from_denoised_mean(x, denoise_fn(x, tau), alpha_bar), schedule, tau, stochastic)
+    return x, torch.stack(visited)
+
+
+def monte_carlo_denoiser(
+    model: WorldModel,
+    cfg: Config,
+    schedule: DiffusionSchedule,
+    z: torch.Tensor,
+    task: torch.Tensor | None = None,
+    num_samples: int = 0,
+) -> DenoiseFn:
+    """E[x_0 | x_tau] by Monte Carlo over imagined rollouts from each latent of ``z [B, L]`` (section 4).
+
+    Uses the planner settings of ``cfg``. ``num_samples`` (default
+    ``cfg.num_samples``) scales the elites and the policy-prior trajectories
+    in proportion, so that a smaller estimate keeps the same weighting rule.
+    Policy-prior trajectories are drawn once and shared by every tau.
+    """
+    num_samples = num_samples or cfg.num_samples
+    fraction = num_samples / cfg.num_samples
+    num_pi = round(cfg.num_pi_trajs * fraction)
+    num_elites = max(1, round(cfg.num_elites * fraction)) if cfg.num_elites else 0
+    extra = policy_trajectories(model, z, cfg.horizon, num_pi, task) if num_pi else None
+
+    def return_fn(candidates: torch.Tensor) -> torch.Tensor:
+        return candidate_returns(model, z, candidates, cfg.discount, cfg.energy_eta, task)
+
+    def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
+        return monte_carlo_denoised_mean(
+            return_fn, x_tau, schedule.alpha_bar[tau], num_samples, cfg.diffusion_temperature,
+            num_elites, cfg.normalize_returns, extra,
+        )
+
+    return denoise
+
+
+def score_network_denoiser(
+    network: ScoreNetwork,
+    model: WorldModel,
+    schedule: DiffusionSchedule,
+    z: torch.Tensor,
+    task: torch.Tensor | None = None,
+) -> DenoiseFn:
+    """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts."""
+    task_embedding = None if model.task_embedding is None else model.task_embedding(task)
+
+    def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
+        steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
+        alpha_bar = schedule.alpha_bar[steps].view(-1, 1, 1)
+        return (x_tau + (1 - alpha_bar).sqrt() * network(z, x_tau, steps, task_embedding)) / alpha_bar.sqrt()
+
+    return denoise
 
 
 class DiffusionPlanner(Planner):
-    """MBDPO's planner: the Monte-Carlo diffusion sampler over imagined returns.
+    """MBDPO's planner: the reverse diffusion over action sequences.
 
     ``diffusion_kernel=stochastic`` (the paper): start from N(0, I) and add
     DDPM noise. ``warm`` (the reference implementation): start from the
     previous plan shifted by one step, no noise, i.e. an annealed MPPI.
+    The denoiser is the Monte-Carlo estimate, or the score network once
+    :attr:`use_score_network` is set (see ``act_mode``).
     """
 
-    def __init__(self, model: WorldModel, cfg: Config):
+    def __init__(self, model: WorldModel, cfg: Config, score_network: ScoreNetwork | None = None):
         super().__init__(model, cfg)
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
+        self.score_network = score_network
+        self.use_score_network = False
 
-    def _to(self, device: torch.device) -> None:
-        self.schedule = DiffusionSchedule(
-            *(t.to(device) for t in (self.schedule.beta, self.schedule.alpha, self.schedule.alpha_bar))
-        )
+    def schedule_on(self, device: torch.device) -> DiffusionSchedule:
+        """The schedule, moved to ``device`` on first use there."""
+        if self.schedule.beta.device != device:
+            self.schedule = DiffusionSchedule(
+                *(t.to(device) for t in (self.schedule.beta, self.schedule.alpha, self.schedule.alpha_bar))
+            )
+        return self.schedule
+
+    def start(self, z: torch.Tensor) -> torch.Tensor:
+        """x at tau = N-1 for one latent: N(0, I), or the shifted previous plan for the warm kernel."""
+        cfg = self.cfg
+        if cfg.diffusion_kernel == "stochastic":
+            return torch.randn(1, cfg.horizon, cfg.action_dim, device=z.device)
+        return self.shifted_previous_plan(z.device).unsqueeze(0)
 
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        cfg = self.cfg
-        if self.schedule.beta.device != z.device:
-            self._to(z.device)
-        stochastic = cfg.diffusion_kernel == "stochastic"
-        if stochastic:
-            x_start = torch.randn(cfg.horizon, cfg.action_dim, device=z.device)
+        schedule = self.schedule_on(z.device)
+        if self.use_score_network:
+            denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task)
         else:
-            x_start = self.shifted_previous_plan(z.device)
-        extra = None
-        if cfg.num_pi_trajs:
-            extra = policy_trajectories(self.model, z, cfg.horizon, cfg.num_pi_trajs, task).transpose(0, 1)
-        z_candidates = z.expand(cfg.num_samples, -1)
-
-        def return_fn(candidates: torch.Tensor) -> torch.Tensor:
-            actions = candidates.transpose(0, 1)
-            return imagined_return(self.model, z_candidates, actions, cfg.discount, cfg.energy_eta, task).squeeze(-1)
-
-        plan = sample_monte_carlo_diffusion(
-            return_fn, x_start, self.schedule, cfg.num_samples, cfg.diffusion_temperature,
-            cfg.num_elites, cfg.normalize_returns, stochastic, extra,
-        ).clamp(-1, 1)
-        self.previous_plan = plan
-        return plan
+            denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
+        plan, _ = reverse_diffusion(denoise, self.start(z), schedule, self.cfg.diffusion_kernel == "stochastic")
+        self.previous_plan = plan[0].clamp(-1, 1)
+        return self.previous_plan

@@ -26,7 +26,7 @@ class MPPIPlanner(Planner):
         horizon, samples, num_pi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
         mean = self.shifted_previous_plan(z.device)
         std = torch.full_like(mean, cfg.max_std)
-        pi_actions = policy_trajectories(self.model, z, horizon, num_pi, task) if num_pi else None
+        pi_actions = policy_trajectories(self.model, z, horizon, num_pi, task)[0].transpose(0, 1) if num_pi else None
         z_candidates = z.expand(samples, -1)
         for _ in range(self.iterations):
             noise = torch.randn(horizon, samples - num_pi, cfg.action_dim, device=z.device)

@@ -44,14 +44,37 @@ def imagined_return(
 
 
 @torch.no_grad()
+def candidate_returns(
+    model: WorldModel,
+    z: torch.Tensor,
+    candidates: torch.Tensor,
+    discount: float,
+    energy_eta: float,
+    task: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Imagined returns of ``candidates [B, M, H, A]``, M action sequences for each latent of ``z [B, L]``.
+
+    Returns ``[B, M]``.
+    """
+    batch, num = candidates.shape[:2]
+    actions = candidates.flatten(0, 1).transpose(0, 1)  # [H, B*M, A]
+    task = None if task is None else task.repeat_interleave(num, 0)
+    returns = imagined_return(model, z.repeat_interleave(num, 0), actions, discount, energy_eta, task)
+    return returns.view(batch, num)
+
+
+@torch.no_grad()
 def policy_trajectories(
     model: WorldModel, z: torch.Tensor, horizon: int, num: int, task: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Action sequences ``[H, num, A]`` sampled from the policy prior along its own imagined rollout."""
-    z = z.expand(num, -1)
+    """``num`` action sequences per latent of ``z [B, L]``, sampled from the policy prior along its own
+    imagined rollout. Returns ``[B, num, H, A]``."""
+    batch = z.shape[0]
+    z = z.repeat_interleave(num, 0)
+    task = None if task is None else task.repeat_interleave(num, 0)
     actions = []
     for _ in range(horizon):
         action, _ = model.pi(z, task)
         actions.append(action)
         z = model.next(z, action, task)
-    return torch.stack(actions)
+    return torch.stack(actions, dim=1).view(batch, num, horizon, -1)

@@ -65,19 +65,23 @@ def _format(value: Any) -> Any:
 
 
 class RunLogger:
-    """train.csv, eval.csv, TensorBoard events (``tb/``) and, if asked, Weights & Biases."""
+    """train.csv, eval.csv, score.csv (score-network checks), TensorBoard events (``tb/``) and, if asked,
+    Weights & Biases."""
 
     def __init__(self, run_dir: Path, cfg: Config, resume_step: int | None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.train_csv = CSVLog(run_dir / "train.csv", resume_step)
-        self.eval_csv = CSVLog(run_dir / "eval.csv", resume_step, EVAL_COLUMNS)
+        self.csv = {
+            "train": CSVLog(run_dir / "train.csv", resume_step),
+            "eval": CSVLog(run_dir / "eval.csv", resume_step, EVAL_COLUMNS),
+            "score": CSVLog(run_dir / "score.csv", resume_step),
+        }
         self.tensorboard = SummaryWriter(str(run_dir / "tb"), purge_step=resume_step)
         self.wandb = _start_wandb(run_dir, cfg) if cfg.wandb else None
 
     def log(self, kind: str, row: dict[str, Any]) -> None:
-        """Log a ``train`` or ``eval`` row (must hold ``step``)."""
-        (self.train_csv if kind == "train" else self.eval_csv).write(row)
+        """Log a ``train``, ``eval`` or ``score`` row (must hold ``step``)."""
+        self.csv[kind].write(row)
         step = int(row["step"])
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)):

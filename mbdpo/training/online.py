@@ -47,7 +47,11 @@ RESUMABLE_CHANGES = {
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two resolved configs, ignoring resumable ones."""
+    """Keys whose values differ between two resolved configs, ignoring resumable ones.
+
+    A key that ``saved`` lacks (written by an older mbdpo) counts at its default.
+    """
+    saved = {**Config().to_dict(), **saved}
     keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
     return sorted(k for k in keys if saved.get(k) != current.get(k))
 
@@ -99,6 +103,7 @@ class OnlineTrainer:
         self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, action_dim, cfg.horizon)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.burst_pending, self.updates_from = True, cfg.seed_steps
+        self.next_score_check = 0
         self.resumed = checkpoint is not None
         if self.resumed:
             self._restore(checkpoint)
@@ -127,6 +132,7 @@ class OnlineTrainer:
         self.step, self.episode = checkpoint["step"], checkpoint["episode"]
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
+        self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -145,6 +151,9 @@ class OnlineTrainer:
         print(f"mbdpo: {state} {cfg.task} with planner={cfg.planner} "
               f"(preset {cfg.planner_preset}) on {self.device}, run dir {self.run_dir}")
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        if cfg.act_mode != "mc":
+            print(f"score network: {self.agent.score_network.parameter_count():,} parameters, act_mode={cfg.act_mode}, "
+                  f"acting with {self.agent.acting_mode}")
         print(f"replay buffer: {self.buffer.capacity:,} rows, up to {self.buffer.nbytes / 2**20:.1f} MiB "
               f"(committed as it fills)")
 
@@ -197,6 +206,7 @@ class OnlineTrainer:
             self.step += 1
             done = terminated or truncated
             if done:  # store first, so that a seed phase ending here has data for its burst
+                self._check_score_network(np.stack(observations))
                 self.buffer.add_episode(
                     np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals)
                 )
@@ -215,9 +225,40 @@ class OnlineTrainer:
             "ms_per_action": 1000 * act_seconds / length,
             "ms_per_update": 1000 * update_seconds / updates if updates else float("nan"),
             "updates": updates, "peak_rss_mib": peak_rss_mib(),
+            "acting_with_score_network": float(agent.acting_mode == "score"),
         }
         row.update({k: float(total) / updates for k, total in metric_sums.items()})
         self.logger.log("train", row)
+
+    def _check_score_network(self, observations: np.ndarray) -> None:
+        """Every ``score_check_freq`` steps, measure the score network on the episode just played.
+
+        Its states are held out: the episode is not yet in the replay buffer.
+        With ``act_mode=auto`` the agent then acts with the score network
+        while its error ratio is at most ``score_switch_ratio``, by Monte Carlo
+        otherwise.
+        """
+        cfg, agent = self.cfg, self.agent
+        if cfg.act_mode == "mc" or not agent.score_network.trained or self.step < self.next_score_check:
+            return
+        self.next_score_check = (self.step // cfg.score_check_freq + 1) * cfg.score_check_freq
+        states = self.rng.choice(len(observations), min(cfg.score_check_states, len(observations)), replace=False)
+        tick = time.perf_counter()
+        check = agent.check_score_network(observations[states])
+        seconds = time.perf_counter() - tick
+        before = agent.acting_mode
+        if cfg.act_mode == "auto":
+            agent.set_acting_mode("score" if check.ratio <= cfg.score_switch_ratio else "mc")
+        row = {
+            "step": self.step, "error_ratio": check.ratio, "seconds": seconds,
+            "acting_with_score_network": float(agent.acting_mode == "score"),
+        }
+        row.update({f"network_error_tau{tau}": float(e) for tau, e in enumerate(check.network_error)})
+        row.update({f"monte_carlo_error_tau{tau}": float(e) for tau, e in enumerate(check.monte_carlo_error)})
+        self.logger.log("score", row)
+        if agent.acting_mode != before:
+            tqdm.write(f"mbdpo: step {self.step:,}: acting with {agent.acting_mode} from now on "
+                       f"(score error ratio {check.ratio:.2f}, switch at <= {cfg.score_switch_ratio})")
 
     def _updates(self) -> Iterator[dict[str, torch.Tensor]]:
         """The updates due after one environment step: none, the burst, or one. Yields their metrics."""

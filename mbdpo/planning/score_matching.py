@@ -1,0 +1,108 @@
+"""Training and checking the score network on Monte-Carlo targets (ALGORITHM.md section 5, paper eq. 16).
+
+Targets: at an input (z, x_tau, tau), the Monte-Carlo denoised mean a_bar of
+section 4 (equivalently, through eq. 12, the Monte-Carlo score).
+
+Inputs x_tau (``score_inputs``):
+- ``sampler`` (default): the inputs the score-network sampler itself visits,
+  found by running its reverse chain from the kernel's start (N(0, I) for the
+  paper's stochastic kernel). With the paper's schedule alpha_bar_N is ~0.9,
+  so the chain does not start from anything like a forward-noised plan: the
+  first inputs are pure N(0, I) noise, far from the data. Training where the
+  sampler goes also corrects the network's own drift (as in DAgger).
+- ``forward``: replay action windows, forward-noised,
+  x_tau = sqrt(alpha_bar) a + sqrt(1 - alpha_bar) eps, as in DDPM training.
+  Cheaper to reason about, but it never shows the network the N(0, I) starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mbdpo.planning.diffusion import DenoiseFn, DiffusionSchedule, reverse_diffusion, score_from_denoised_mean
+
+
+def forward_noised(actions: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """x_tau = sqrt(alpha_bar) a + sqrt(1 - alpha_bar) eps, for ``actions [B, H, A]`` and ``alpha_bar [B]``."""
+    alpha_bar = alpha_bar.view(-1, 1, 1)
+    return alpha_bar.sqrt() * actions + (1 - alpha_bar).sqrt() * torch.randn_like(actions)
+
+
+def sampler_inputs(
+    denoise: DenoiseFn, x_start: torch.Tensor, schedule: DiffusionSchedule, stochastic: bool, tau: torch.Tensor
+) -> torch.Tensor:
+    """The input at step ``tau[b]`` of a reverse chain run from ``x_start[b]``. Returns ``[B, H, A]``."""
+    _, visited = reverse_diffusion(denoise, x_start, schedule, stochastic)
+    return visited[tau, torch.arange(len(tau), device=tau.device)]
+
+
+def scaled_score(x_tau: torch.Tensor, denoised_mean: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """sqrt(1 - alpha_bar) * s = (sqrt(alpha_bar) a_bar - x_tau) / sqrt(1 - alpha_bar)  (eq. 12, rescaled).
+
+    The score network's regression target. ``alpha_bar`` is a scalar or ``[B]``.
+    """
+    alpha_bar = alpha_bar.view(-1, 1, 1)
+    return (alpha_bar.sqrt() * denoised_mean - x_tau) / (1 - alpha_bar).sqrt()
+
+
+def score_matching_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Regression of the scaled score onto its Monte-Carlo target (paper eq. 16).
+
+    On scaled scores this is the score-matching MSE weighted by
+    (1 - alpha_bar), DDPM's usual weighting: every diffusion step counts
+    about equally. ``[B, H, A]`` each; summed over the plan, averaged over B.
+    """
+    return (predicted - target).pow(2).sum((-2, -1)).mean()
+
+
+@dataclass
+class ScoreCheck:
+    """Score errors per diffusion step on held-out states, relative to the Monte-Carlo score's size.
+
+    ``network_error[tau]`` = E||s_theta - s_MC||^2 / E||s_MC||^2 against a
+    fresh Monte-Carlo estimate; ``monte_carlo_error[tau]`` is the same between
+    two independent Monte-Carlo estimates (its noise floor). If the network
+    predicted the Monte-Carlo mean exactly its error would be half the floor.
+    """
+
+    network_error: torch.Tensor  # [N]
+    monte_carlo_error: torch.Tensor  # [N]
+
+    @property
+    def ratio(self) -> float:
+        """Mean over steps of network error / Monte-Carlo error; <= 1: as good as a fresh estimate."""
+        return float((self.network_error / self.monte_carlo_error.clamp_min(1e-12)).mean())
+
+
+def relative_error(score: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """E||score - reference||^2 / E||reference||^2 over a batch ``[B, H, A]``."""
+    return (score - reference).pow(2).sum() / reference.pow(2).sum().clamp_min(1e-12)
+
+
+@torch.no_grad()
+def check_score_network(
+    network: DenoiseFn,
+    monte_carlo: DenoiseFn,
+    other_monte_carlo: DenoiseFn,
+    x_start: torch.Tensor,
+    schedule: DiffusionSchedule,
+    stochastic: bool,
+) -> ScoreCheck:
+    """Compare the network's score with two independent Monte-Carlo scores at every step.
+
+    The inputs are those the network's own sampler visits from ``x_start``
+    (where acting with it would go).
+    """
+    _, visited = reverse_diffusion(network, x_start, schedule, stochastic)
+    network_error, monte_carlo_error = torch.zeros(schedule.steps), torch.zeros(schedule.steps)
+    for tau in range(schedule.steps):
+        x_tau, alpha_bar = visited[tau], schedule.alpha_bar[tau]
+        first, second, predicted = (
+            score_from_denoised_mean(x_tau, denoise(x_tau, tau), alpha_bar)
+            for denoise in (monte_carlo, other_monte_carlo, network)
+        )
+        network_error[tau] = relative_error(predicted, first)
+        monte_carlo_error[tau] = relative_error(second, first)
+    return ScoreCheck(network_error, monte_carlo_error)

@@ -1,0 +1,164 @@
+"""The amortised score network (ALGORITHM.md section 5) on the toy problem of test_planning.
+
+A network trained only on Monte-Carlo targets must reproduce the Gibbs policy
+that the Monte-Carlo sampler itself targets, and acting with it must not
+touch the world model's rollouts.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mbdpo.agent import Agent
+from mbdpo.config import Config
+from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.errors import ConfigError
+from mbdpo.planning import DiffusionPlanner
+from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
+from mbdpo.planning.score_matching import forward_noised, sampler_inputs, scaled_score, score_matching_loss
+from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
+from tests.test_planning import GOAL, QuadraticModel, toy_cfg
+
+TEMPERATURE = 0.02
+FULL_NOISE = dict(diffusion_steps=30, beta_start=1e-3, beta_end=0.3)  # alpha_bar_N ~ 0.01
+
+
+def toy_score_cfg(**overrides):
+    return toy_cfg(**{
+        "diffusion_kernel": "stochastic", "normalize_returns": False, "num_elites": 0, "num_pi_trajs": 0,
+        "diffusion_temperature": TEMPERATURE, "num_samples": 512, "horizon": 2, "latent_dim": 8, "mlp_dim": 128,
+        **FULL_NOISE, **overrides,
+    })
+
+
+class ToyModel(QuadraticModel):
+    task_embedding = None
+
+
+def train_on_toy(cfg, inputs: str, steps: int, states: int = 128) -> ScoreNetwork:
+    """Regress a score network onto Monte-Carlo targets of the toy model."""
+    model, network = ToyModel(cfg), ScoreNetwork(cfg)
+    planner = DiffusionPlanner(model, cfg, network)
+    schedule = planner.schedule
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    # Annealing the step size averages out the noise of the Monte-Carlo targets.
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    z = torch.zeros(states, cfg.latent_dim)
+    monte_carlo = monte_carlo_denoiser(model, cfg, schedule, z)
+    for _ in range(steps):
+        tau = torch.randint(schedule.steps, (states,))
+        with torch.no_grad():
+            if inputs == "sampler":
+                start = torch.randn(states, cfg.horizon, cfg.action_dim)
+                x_tau = sampler_inputs(score_network_denoiser(network, model, schedule, z), start, schedule, True, tau)
+            else:  # replay stand-in: uniformly random action sequences
+                x_tau = forward_noised(torch.rand(states, cfg.horizon, cfg.action_dim) * 2 - 1, schedule.alpha_bar[tau])
+            target = scaled_score(x_tau, monte_carlo(x_tau, tau), schedule.alpha_bar[tau])
+        loss = score_matching_loss(network(z, x_tau, tau), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        annealing.step()
+    return network
+
+
+@pytest.mark.parametrize("inputs", ["sampler", "forward"])
+def test_score_network_samples_the_gibbs_policy(inputs):
+    torch.manual_seed(0)
+    cfg = toy_score_cfg()
+    network = train_on_toy(cfg, inputs, steps=300)
+    planner = DiffusionPlanner(ToyModel(cfg), cfg, network)
+    z = torch.zeros(2000, cfg.latent_dim)
+    with torch.no_grad():
+        plans, _ = reverse_diffusion(
+            score_network_denoiser(network, planner.model, planner.schedule, z), torch.randn(2000, 2, 2), planner.schedule, True
+        )
+    expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
+    assert torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03), plans.mean(0)
+    assert torch.allclose(plans.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), plans.std(0)
+
+
+def test_untrained_network_does_not_sample_the_gibbs_policy():
+    """The test above can fail: an untrained network (mean 0) is far from the goal."""
+    cfg = toy_score_cfg()
+    network = ScoreNetwork(cfg)
+    z = torch.zeros(500, cfg.latent_dim)
+    schedule = DiffusionPlanner(ToyModel(cfg), cfg, network).schedule
+    with torch.no_grad():
+        plans, _ = reverse_diffusion(score_network_denoiser(network, ToyModel(cfg), schedule, z), torch.randn(500, 2, 2), schedule, True)
+    assert not torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03)
+
+
+def test_sinusoidal_embedding_separates_steps():
+    embedding = sinusoidal_embedding(torch.arange(20), 64)
+    assert embedding.shape == (20, 64)
+    distances = torch.cdist(embedding, embedding) + torch.eye(20) * 1e3
+    assert distances.min() > 0.1
+
+
+class CountingModel(ToyModel):
+    """Counts the world-model calls an imagined rollout makes."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.rollout_calls = 0
+
+    def next(self, z, action, task=None):
+        self.rollout_calls += 1
+        return super().next(z, action, task)
+
+    def predicted_reward(self, z, action, task=None):
+        self.rollout_calls += 1
+        return super().predicted_reward(z, action, task)
+
+
+@pytest.mark.parametrize("use_score_network, expects_rollouts", [(False, True), (True, False)])
+def test_score_only_acting_makes_no_rollouts(use_score_network, expects_rollouts):
+    cfg = toy_score_cfg(num_pi_trajs=4)
+    model = CountingModel(cfg)
+    planner = DiffusionPlanner(model, cfg, ScoreNetwork(cfg))
+    planner.use_score_network = use_score_network
+    planner.act(torch.zeros(1, cfg.latent_dim))
+    assert (model.rollout_calls > 0) == expects_rollouts, model.rollout_calls
+
+
+def tiny_agent(**overrides) -> Agent:
+    cfg = Config.from_overrides({
+        "device": "cpu", "model_size": 1, "mlp_dim": 32, "enc_dim": 32, "latent_dim": 16, "num_samples": 32,
+        "num_elites": 8, "num_pi_trajs": 4, "diffusion_steps": 3, "batch_size": 16, "score_states": 8,
+        **overrides,
+    }).resolve(4, 2, 100)
+    return Agent(cfg, torch.device("cpu"))
+
+
+def random_batch(cfg):
+    buffer = ReplayBuffer(200, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    rng = np.random.default_rng(0)
+    buffer.add_episode(rng.normal(size=(101, cfg.obs_dim)), rng.uniform(-1, 1, (100, cfg.action_dim)),
+                       rng.random(100), np.zeros(100))
+    return buffer.sample(cfg.batch_size, rng, torch.device("cpu"))
+
+
+def test_agent_updates_the_score_network_only_when_it_may_act_with_it():
+    for act_mode, updated in [("mc", False), ("auto", True), ("score", True)]:
+        agent = tiny_agent(act_mode=act_mode)
+        before = [p.clone() for p in agent.score_network.parameters()]
+        metrics = agent.update(random_batch(agent.cfg))
+        changed = any(not torch.equal(a, b) for a, b in zip(before, agent.score_network.parameters()))
+        assert changed == updated and ("score_loss" in metrics) == updated
+        assert agent.score_network.trained == updated
+
+
+def test_score_check_reports_errors_per_step():
+    agent = tiny_agent(act_mode="auto")
+    check = agent.check_score_network(np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
+    assert check.network_error.shape == check.monte_carlo_error.shape == (3,)
+    assert (check.monte_carlo_error > 0).all() and check.ratio > 0
+
+
+def test_untrained_score_network_is_refused():
+    agent = tiny_agent(act_mode="auto")
+    with pytest.raises(ConfigError, match="never trained"):
+        agent.set_acting_mode("score")
