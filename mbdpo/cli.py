@@ -7,11 +7,11 @@ checkpoint) are printed on one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mbdpo.config import Config, parse_overrides, parse_values, user_keys
 from mbdpo.errors import ConfigError, MBDPOError
@@ -26,6 +26,7 @@ class EvalOptions:
     seed: int = 0  # 0: the seed of the run that wrote the checkpoint
     device: str = "auto"
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
+    act_mode: Literal["run", "mc", "score"] = "run"  # run: as the run was acting when it saved
 
 
 def train_command(tokens: list[str]) -> None:
@@ -39,27 +40,27 @@ def eval_command(tokens: list[str]) -> None:
     from mbdpo.agent import Agent
     from mbdpo.envs import make_env
     from mbdpo.training.evaluate import evaluate, summarise
+    from mbdpo.training.logger import CSVLog
 
     options = EvalOptions(**parse_values(parse_overrides(tokens, EvalOptions), EvalOptions))
     if not options.checkpoint:
         raise ConfigError("mbdpo eval needs checkpoint=PATH")
     agent = Agent.from_checkpoint(options.checkpoint, options.device)
+    if options.act_mode != "run":
+        agent.set_acting_mode(options.act_mode)
     cfg = agent.cfg
     seed = options.seed or cfg.seed
     results = evaluate(agent, make_env(cfg.task, seed), options.episodes, seed)
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
-          f"over {options.episodes} episodes (success {summary['episode_success']:.2f})")
+          f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "
+          f"acting with {agent.acting_mode}")
     out = Path(options.out) if options.out else Path(options.checkpoint).with_name("eval_checkpoint.csv")
-    row = {"checkpoint": options.checkpoint, "task": cfg.task, "episodes": options.episodes, "seed": seed,
+    row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
+           "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],
            "mean_success": summary["episode_success"], "mean_length": summary["episode_length"]}
-    new_file = not out.exists()
-    with open(out, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new_file:
-            writer.writeheader()
-        writer.writerow(row)
+    CSVLog(out, resume_step=None).write(row)
     print(f"written: {out}")
 
 
