@@ -1,17 +1,28 @@
-"""Online learning benchmark: MBDPO (planner=diffusion) vs TD-MPC2 (planner=mppi, energy_eta=0).
+"""Online learning benchmarks, grouped in suites:
 
-    python benchmarks/online.py                      # every run, round-robin, until --steps
-    python benchmarks/online.py --chunk 5000 --rounds 1
-    python benchmarks/online.py --only diffusion-cpu,mppi   # the six 20k-step runs first
-    python benchmarks/online.py --report-only        # rebuild results/ from the run dirs
+- ``core``: MBDPO (planner=diffusion, Monte-Carlo acting) vs TD-MPC2
+  (planner=mppi, energy_eta=0) on cartpole-swingup, reacher-easy, walker-walk,
+  plus MBDPO with the paper's planner settings on cartpole-swingup.
+- ``score``: acting with the score network (act_mode=auto / score) against
+  Monte-Carlo acting (the core runs, same seed).
+- ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
+  diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
+
+    python benchmarks/online.py --suite core                 # round-robin until --steps
+    python benchmarks/online.py --suite core --only diffusion-cpu,mppi
+    python benchmarks/online.py --suite ablation --steps 10000
+    python benchmarks/online.py --report-only                # rebuild results/ from the run dirs
 
 Runs are trained in chunks of ``--chunk`` steps, round-robin, so that all of
 them advance together; each chunk resumes its run from the checkpoint in
 ``--runs-dir`` (kept outside the repository: checkpoints are too large to
-commit). After every chunk the results are collected into
+commit). A run lives in ``<runs-dir>/<task>/<name>``, so suites that share a
+run (the score suite's Monte-Carlo reference is the core run) share its
+directory. After every chunk the results are collected into
 ``benchmarks/results/``: the eval curves (``online_eval.csv``), per-run cost
 (``online_summary.csv``: steps/s, ms per action, ms per update, peak RSS)
-and a plot with the published MBDPO and TD-MPC2 curves (``online.png``).
+and one plot per suite with the published MBDPO and TD-MPC2 curves
+(``online_<suite>.png``).
 """
 
 from __future__ import annotations
@@ -27,14 +38,28 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 REFERENCE = HERE.parent.parent / "shared" / "reference"
 COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false"}
-RUNS = {
-    ("cartpole-swingup", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
-    ("cartpole-swingup", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
-    ("reacher-easy", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
-    ("reacher-easy", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
-    ("walker-walk", "diffusion-cpu"): {"planner": "diffusion", "planner_preset": "cpu"},
-    ("walker-walk", "mppi-tdmpc2"): {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+MC_CPU = {"planner": "diffusion", "planner_preset": "cpu"}
+TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
+CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
+
+
+def ablation(diffusion_steps: int, num_samples: int) -> dict:
+    """Monte-Carlo acting with N steps and M samples; elites stay 1/8 of the samples."""
+    return {**MC_CPU, "diffusion_steps": diffusion_steps, "num_samples": num_samples, "num_elites": num_samples // 8}
+
+
+RUNS: dict[tuple[str, str], dict] = {
+    **{(task, "diffusion-cpu"): MC_CPU for task in CORE_TASKS},
+    **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
+    **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
+    ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
+    **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(5, 256), (10, 256), (20, 256), (5, 64), (5, 512)]},
+}
+SUITES: dict[str, list[tuple[str, str]]] = {
+    "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "mppi-tdmpc2", "diffusion-paper")],
+    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-paper-score")],
+    "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
 }
 
 
@@ -66,7 +91,8 @@ def collect(runs_dir: Path) -> None:
         summary.append(summarise_run(task, name, evals, trains))
     write_csv(RESULTS / "online_eval.csv", curves)
     write_csv(RESULTS / "online_summary.csv", summary)
-    plot(curves)
+    for suite in SUITES:
+        plot(curves, suite)
 
 
 def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
@@ -107,16 +133,18 @@ def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float
     return steps, [sum(by_step[s]) / len(by_step[s]) for s in steps]
 
 
-def plot(curves: list[dict]) -> None:
+def plot(curves: list[dict], suite: str) -> None:
+    """One panel per task of ``suite``: its runs, with the published curves as reference points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = sorted({task for task, _ in RUNS})
+    runs = SUITES[suite]
+    tasks = sorted({task for task, _ in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for name in sorted({n for t, n in RUNS if t == task}):
+        for name in sorted({n for t, n in runs if t == task}):
             points = [(int(c["step"]), float(c["reward"])) for c in curves if c["task"] == task and c["run"] == name]
             if points:
                 ax.plot(*zip(*points), marker="o", label=f"ours: {name}")
@@ -126,7 +154,8 @@ def plot(curves: list[dict]) -> None:
         ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, 105_000), ylim=(0, 1000))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(RESULTS / "online.png", dpi=100)
+    fig.savefig(RESULTS / f"online_{suite}.png", dpi=100)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -135,17 +164,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="final steps per run")
     parser.add_argument("--chunk", type=int, default=5000, help="steps per run per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: until --steps)")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="core")
     parser.add_argument("--only", default="", help="comma-separated substrings of 'task/run' to select runs")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
         patterns = args.only.split(",")
-        selected = {key: v for key, v in RUNS.items() if any(p in "/".join(key) for p in patterns)}
+        selected = [key for key in SUITES[args.suite] if any(p in "/".join(key) for p in patterns)]
         target, rounds = args.chunk, 0
         while target <= args.steps and (not args.rounds or rounds < args.rounds):
-            for (task, name), overrides in selected.items():
-                run_chunk(runs_dir, task, name, overrides, target)
+            for task, name in selected:
+                run_chunk(runs_dir, task, name, RUNS[task, name], target)
                 collect(runs_dir)
             target, rounds = target + args.chunk, rounds + 1
     collect(runs_dir)

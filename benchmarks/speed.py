@@ -4,7 +4,10 @@
 
 Each row times one configuration on synthetic data shaped like cartpole-swingup
 (obs 5, action 1): ``act`` is one planner call for one observation,
-``update`` one gradient step on a batch of windows. Run it on an idle machine.
+``update`` one gradient step on a batch of windows (with ``act_mode=score``
+it includes the score network's score-matching step), ``step`` their sum:
+the cost of one online training step without the environment. Run it on an
+idle machine.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from mbdpo.data.buffer import ReplayBuffer
 
 CONFIGS = {
     "diffusion cpu preset (5x256)": {"planner": "diffusion", "planner_preset": "cpu"},
+    "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
+    "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
     "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
 }
@@ -55,10 +60,12 @@ def measure(name: str, overrides: dict, model_size: int, repeats: int) -> dict:
     agent = Agent(cfg, torch.device("cpu"))
     buffer, rng, device = filled_buffer(5, 1, cfg.horizon), np.random.default_rng(0), torch.device("cpu")
     obs = np.zeros(5, dtype=np.float32)
+    ms_per_action = time_ms(lambda: agent.act(obs, explore=True), repeats)
+    ms_per_update = time_ms(lambda: agent.update(buffer.sample(cfg.batch_size, rng, device)), repeats)
     return {
         "config": name, "model_size": model_size, "batch_size": cfg.batch_size,
-        "ms_per_action": round(time_ms(lambda: agent.act(obs, explore=True), repeats), 1),
-        "ms_per_update": round(time_ms(lambda: agent.update(buffer.sample(cfg.batch_size, rng, device)), repeats), 1),
+        "ms_per_action": round(ms_per_action, 1), "ms_per_update": round(ms_per_update, 1),
+        "ms_per_step": round(ms_per_action + ms_per_update, 1),
     }
 
 
@@ -76,8 +83,8 @@ def main() -> None:
         if args.only in name
     ]
     for row in rows:
-        print(f"{row['config']:32s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "
-              f"{row['ms_per_update']:7.1f} ms/update")
+        print(f"{row['config']:38s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "
+              f"{row['ms_per_update']:7.1f} ms/update {row['ms_per_step']:7.1f} ms/step")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "w", newline="") as f:
