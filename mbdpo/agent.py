@@ -24,7 +24,7 @@ from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoiser
 from mbdpo.planning.score_matching import (
-    ScoreCheck, check_score_network, forward_noised, sampler_inputs, scaled_score, score_matching_loss,
+    ScoreCheck, check_score_network, score_matching_loss, training_inputs,
 )
 from mbdpo.planning.score_network import ScoreNetwork
 
@@ -188,14 +188,12 @@ class Agent:
         z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
         with torch.no_grad():
-            if cfg.score_inputs == "forward":
-                x_tau = forward_noised(actions, schedule.alpha_bar[tau])
-            else:
-                network = score_network_denoiser(self.score_network, self.model, schedule, z)
-                x_tau = sampler_inputs(network, self._chain_start(actions), schedule, self._stochastic, tau)
-            monte_carlo = monte_carlo_denoiser(self.model, cfg, schedule, z, num_samples=cfg.score_samples)
-            target = scaled_score(x_tau, monte_carlo(x_tau, tau), schedule.alpha_bar[tau])
-        loss = score_matching_loss(self.score_network(z, x_tau, tau), target)
+            network = score_network_denoiser(self.score_network, self.model, schedule, z)
+            x_tau = training_inputs(
+                cfg.score_inputs, actions, tau, schedule, network, self._chain_start(actions), self._stochastic
+            )
+            target = monte_carlo_denoiser(self.model, cfg, schedule, z, num_samples=cfg.score_samples)(x_tau, tau)
+        loss = score_matching_loss(self.score_network(z, x_tau, tau, schedule.alpha_bar[tau]), target)
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)

@@ -124,9 +124,9 @@ class Config:
 
     # --- amortised score network (section 5) ------------------------------------
     act_mode: Literal["mc", "score", "auto"] = "mc"
-    score_inputs: Literal["sampler", "forward"] = "sampler"
-    score_states: int = 64
-    score_samples: int = 0  # 0: num_samples
+    score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
+    score_states: int = 32
+    score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
     score_check_states: int = 32
     score_switch_ratio: float = 1.0

@@ -17,7 +17,7 @@ from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
-from mbdpo.planning.score_matching import forward_noised, sampler_inputs, scaled_score, score_matching_loss
+from mbdpo.planning.score_matching import score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
@@ -50,13 +50,12 @@ def train_on_toy(cfg, inputs: str, steps: int, states: int = 128) -> ScoreNetwor
     for _ in range(steps):
         tau = torch.randint(schedule.steps, (states,))
         with torch.no_grad():
-            if inputs == "sampler":
-                start = torch.randn(states, cfg.horizon, cfg.action_dim)
-                x_tau = sampler_inputs(score_network_denoiser(network, model, schedule, z), start, schedule, True, tau)
-            else:  # replay stand-in: uniformly random action sequences
-                x_tau = forward_noised(torch.rand(states, cfg.horizon, cfg.action_dim) * 2 - 1, schedule.alpha_bar[tau])
-            target = scaled_score(x_tau, monte_carlo(x_tau, tau), schedule.alpha_bar[tau])
-        loss = score_matching_loss(network(z, x_tau, tau), target)
+            replay = torch.rand(states, cfg.horizon, cfg.action_dim) * 2 - 1  # stand-in: uniform action sequences
+            start = torch.randn(states, cfg.horizon, cfg.action_dim)
+            network_denoiser = score_network_denoiser(network, model, schedule, z)
+            x_tau = training_inputs(inputs, replay, tau, schedule, network_denoiser, start, True)
+            target = monte_carlo(x_tau, tau)
+        loss = score_matching_loss(network(z, x_tau, tau, schedule.alpha_bar[tau]), target)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -64,7 +63,7 @@ def train_on_toy(cfg, inputs: str, steps: int, states: int = 128) -> ScoreNetwor
     return network
 
 
-@pytest.mark.parametrize("inputs", ["sampler", "forward"])
+@pytest.mark.parametrize("inputs", ["mixed", "forward"])
 def test_score_network_samples_the_gibbs_policy(inputs):
     torch.manual_seed(0)
     cfg = toy_score_cfg()

@@ -187,8 +187,7 @@ def score_network_denoiser(
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
-        alpha_bar = schedule.alpha_bar[steps].view(-1, 1, 1)
-        return (x_tau + (1 - alpha_bar).sqrt() * network(z, x_tau, steps, task_embedding)) / alpha_bar.sqrt()
+        return network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding)
 
     return denoise
 

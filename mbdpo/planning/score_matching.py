@@ -38,23 +38,38 @@ def sampler_inputs(
     return visited[tau, torch.arange(len(tau), device=tau.device)]
 
 
-def scaled_score(x_tau: torch.Tensor, denoised_mean: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """sqrt(1 - alpha_bar) * s = (sqrt(alpha_bar) a_bar - x_tau) / sqrt(1 - alpha_bar)  (eq. 12, rescaled).
+def training_inputs(
+    kind: str,
+    actions: torch.Tensor,
+    tau: torch.Tensor,
+    schedule: DiffusionSchedule,
+    network: DenoiseFn,
+    x_start: torch.Tensor,
+    stochastic: bool,
+) -> torch.Tensor:
+    """Inputs x_tau ``[B, H, A]`` for ``score_inputs=kind``: ``forward``, ``sampler``, or ``mixed``
+    (the first half of the rows forward-noised, the rest sampler-visited)."""
+    forward = forward_noised(actions, schedule.alpha_bar[tau])
+    if kind == "forward":
+        return forward
+    sampled = sampler_inputs(network, x_start, schedule, stochastic, tau)
+    if kind == "sampler":
+        return sampled
+    first_half = (torch.arange(len(actions), device=actions.device) < len(actions) // 2).view(-1, 1, 1)
+    return torch.where(first_half, forward, sampled)
 
-    The score network's regression target. ``alpha_bar`` is a scalar or ``[B]``.
+
+def score_matching_loss(predicted_mean: torch.Tensor, target_mean: torch.Tensor) -> torch.Tensor:
+    """Regression of the denoised mean onto its Monte-Carlo target (paper eq. 16).
+
+    By eq. 12 the score error is sqrt(alpha_bar) / (1 - alpha_bar) times the
+    denoised-mean error, so this is the score-matching MSE weighted by
+    (1 - alpha_bar)^2 / alpha_bar: the weight under which each step's error
+    is the error of the paper's reverse step, x_{tau-1} = sqrt(alpha_bar_{tau-1}) a_bar + noise.
+    Unweighted, the last steps would dominate by a factor ~1e8. ``[B, H, A]``
+    each; summed over the plan, averaged over B.
     """
-    alpha_bar = alpha_bar.view(-1, 1, 1)
-    return (alpha_bar.sqrt() * denoised_mean - x_tau) / (1 - alpha_bar).sqrt()
-
-
-def score_matching_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Regression of the scaled score onto its Monte-Carlo target (paper eq. 16).
-
-    On scaled scores this is the score-matching MSE weighted by
-    (1 - alpha_bar), DDPM's usual weighting: every diffusion step counts
-    about equally. ``[B, H, A]`` each; summed over the plan, averaged over B.
-    """
-    return (predicted - target).pow(2).sum((-2, -1)).mean()
+    return (predicted_mean - target_mean).pow(2).sum((-2, -1)).mean()
 
 
 @dataclass

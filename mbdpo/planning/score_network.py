@@ -1,13 +1,25 @@
 """The amortised score network s_theta(z, x_tau, tau) (ALGORITHM.md section 5, paper eq. 16).
 
-An MLP on ``[z, task embedding, flattened x_tau, sinusoidal embedding of tau]``.
-It predicts the *scaled* score sqrt(1 - alpha_bar) * s, which is minus the
-noise prediction of DDPM's epsilon-parameterisation. The raw score grows like
-1 / sqrt(1 - alpha_bar) (about 1e2 at the last step of the paper's schedule)
-and the denoised mean must be nearly the identity x_tau / sqrt(alpha_bar) at
-small noise; the scaled score is O(1) at every step, which makes the
-regression well conditioned. Through Tweedie's formula (eq. 12) it gives the
-denoised mean a_bar = (x_tau + sqrt(1 - alpha_bar) * output) / sqrt(alpha_bar).
+An MLP on ``[z, task embedding, flattened x_tau, sinusoidal embedding of tau]``
+that predicts the denoised mean a_bar = E[x_0 | x_tau, z]; the score follows
+exactly from Tweedie's formula (eq. 12). The paper's reverse step (eq. 3) is
+x_{tau-1} = sqrt(alpha_bar_{tau-1}) a_bar + noise, so an error in a_bar is
+exactly the sampler's error at that step.
+
+The Monte-Carlo a_bar lives between two regimes, and the output is a gated
+mix of both:
+
+    a_bar = g * clamp(x_tau / sqrt(alpha_bar), -1, 1) + (1 - g) * tanh(v)
+
+- near identity (g -> 1): with little noise the proposals sit at
+  x_tau / sqrt(alpha_bar) and a_bar barely moves them; an MLP cannot output
+  the identity to the precision the sampler needs, the skip term can;
+- teleport (g -> 0): when the policy-prior trajectories among the candidates
+  dominate the elites, a_bar hardly depends on x_tau at all (on a trained
+  cartpole model its correlation with x_tau is ~0.2); tanh(v) learns it.
+
+Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
+clamped actions) does.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ class ScoreNetwork(nn.Module):
         self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
         plan_dim = cfg.horizon * cfg.action_dim
         inputs = cfg.latent_dim + cfg.task_dim + plan_dim + TAU_EMBEDDING_DIM
-        self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], plan_dim)
+        self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], 2 * plan_dim)  # gate logits and values
         init_weights(self)
         zero_output_layer(self.net)
         # Gradient steps taken; 0 means untrained (acting with it is refused).
@@ -48,13 +60,18 @@ class ScoreNetwork(nn.Module):
         z: torch.Tensor,
         x_tau: torch.Tensor,
         tau: torch.Tensor,
+        alpha_bar: torch.Tensor,
         task_embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scaled score ``[B, H, A]`` from latents ``z [B, L]``, inputs ``x_tau [B, H, A]`` and steps ``tau [B]``."""
+        """Denoised mean ``[B, H, A]`` from latents ``z [B, L]``, inputs ``x_tau [B, H, A]``, steps
+        ``tau [B]`` and their ``alpha_bar [B]``."""
         parts = [z, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
             parts.insert(1, task_embedding)
-        return self.net(torch.cat(parts, dim=-1)).view(-1, self.horizon, self.action_dim)
+        gate_logit, value = self.net(torch.cat(parts, dim=-1)).view(-1, 2, self.horizon, self.action_dim).unbind(1)
+        gate = torch.sigmoid(gate_logit)
+        identity = (x_tau / alpha_bar.view(-1, 1, 1).sqrt()).clamp(-1, 1)
+        return gate * identity + (1 - gate) * torch.tanh(value)
 
     @property
     def trained(self) -> bool:

@@ -1,0 +1,106 @@
+"""How fast the score network fits the Monte-Carlo sampler of a trained, frozen world model.
+
+    python benchmarks/score_fit.py --checkpoint RUN/checkpoint.pt --buffer RUN/buffer.npz
+
+Loads an agent and its replay buffer, freezes the world model, and trains
+only the score network, exactly as online training does (one score-matching
+step per update on the batch's first ``score_states`` states). Every
+``--check-every`` updates it runs the held-out check of ``act_mode=auto`` on
+the states of the newest stored episodes, which training never samples, and
+records the ratio per setting. Writes ``results/score_fit.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbdpo.agent import Agent
+from mbdpo.checkpoint import load_checkpoint
+from mbdpo.config import Config
+from mbdpo.data.buffer import ReplayBuffer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SETTINGS = {
+    f"{inputs} {states}x{samples}": {"score_inputs": inputs, "score_states": states, "score_samples": samples}
+    for inputs in ("mixed", "sampler", "forward")
+    for states, samples in ((16, 32), (32, 64))
+}
+
+
+def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
+    """Training buffer without the newest ``held_out`` episodes, and those episodes' observations."""
+    newest = np.argsort(buffer.episode_start)[-held_out:]
+    keep = np.setdiff1d(np.arange(len(buffer.episode_start)), newest)
+    rows = np.concatenate([np.arange(buffer.episode_start[i], buffer.episode_start[i] + buffer.episode_rows[i])
+                           for i in newest])
+    held_out_obs = buffer.obs[rows]
+    buffer.episode_start, buffer.episode_rows = buffer.episode_start[keep], buffer.episode_rows[keep]
+    return buffer, held_out_obs
+
+
+def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
+        check_states: int, seed: int) -> list[dict]:
+    cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
+    device = torch.device("cpu")
+    torch.manual_seed(seed)
+    agent = Agent(cfg, device)
+    agent.model.load_state_dict(checkpoint["agent"]["model"])
+    agent.model.requires_grad_(False)
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    buffer.load(buffer_path)
+    buffer, held_out_obs = split_buffer(buffer, held_out=2)
+    rng = np.random.default_rng(seed)
+    check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
+    rows, seconds = [], 0.0
+    for update in range(updates + 1):
+        if update % check_every == 0:
+            check = agent.check_score_network(check_obs)
+            rows.append({"update": update, "error_ratio": round(check.ratio, 3),
+                         "network_error": round(float(check.network_error.mean()), 4),
+                         "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
+                         "ms_per_score_update": round(1000 * seconds / max(update, 1), 1)})
+            print(rows[-1], flush=True)
+        if update == updates:
+            break
+        batch = buffer.sample(cfg.batch_size, rng, device)
+        with torch.no_grad():
+            z = agent.model.encode(batch.obs[0])
+        tick = time.perf_counter()
+        agent._update_score(z, batch.action)
+        seconds += time.perf_counter() - tick
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--buffer", required=True)
+    parser.add_argument("--updates", type=int, default=2000)
+    parser.add_argument("--check-every", type=int, default=250)
+    parser.add_argument("--check-states", type=int, default=32)
+    parser.add_argument("--only", default="", help="substring of the setting names to run")
+    args = parser.parse_args()
+    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
+    results = []
+    for name, overrides in SETTINGS.items():
+        if args.only in name:
+            print(f"--- {name}")
+            for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
+                           args.check_states, seed=0):
+                results.append({"setting": name, **row})
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "score_fit.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(results[0]))
+        writer.writeheader()
+        writer.writerows(results)
+
+
+if __name__ == "__main__":
+    main()
