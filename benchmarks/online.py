@@ -53,12 +53,14 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
+    ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(5, 256), (10, 256), (20, 256), (5, 64), (5, 512)]},
 }
 SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "mppi-tdmpc2", "diffusion-paper")],
-    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-paper-score")],
+    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-score",
+                                                 "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
 }
 
