@@ -60,8 +60,9 @@ def measure(name: str, overrides: dict, model_size: int, repeats: int) -> dict:
     agent = Agent(cfg, torch.device("cpu"))
     buffer, rng, device = filled_buffer(5, 1, cfg.horizon), np.random.default_rng(0), torch.device("cpu")
     obs = np.zeros(5, dtype=np.float32)
-    ms_per_action = time_ms(lambda: agent.act(obs, explore=True), repeats)
+    # Updates first: with act_mode=score the agent acts with the network once it has been trained.
     ms_per_update = time_ms(lambda: agent.update(buffer.sample(cfg.batch_size, rng, device)), repeats)
+    ms_per_action = time_ms(lambda: agent.act(obs, explore=True), repeats)
     return {
         "config": name, "model_size": model_size, "batch_size": cfg.batch_size,
         "ms_per_action": round(ms_per_action, 1), "ms_per_update": round(ms_per_update, 1),

@@ -58,8 +58,6 @@ class Agent:
         self.score_network = ScoreNetwork(cfg).to(device)
         self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.lr)
         self.planner = make_planner(model, cfg, self.score_network)
-        if cfg.act_mode == "score":
-            self.planner.use_score_network = True
 
     # --- acting ---------------------------------------------------------------
     def reset(self) -> None:
@@ -199,6 +197,8 @@ class Agent:
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)
         self.score_optimizer.step()
         self.score_network.updates += 1
+        if cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
+            self.set_acting_mode("score")
         return {"score_loss": loss.detach()}
 
     @property

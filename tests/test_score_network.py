@@ -161,3 +161,10 @@ def test_untrained_score_network_is_refused():
     agent = tiny_agent(act_mode="auto")
     with pytest.raises(ConfigError, match="never trained"):
         agent.set_acting_mode("score")
+
+
+def test_score_mode_acts_with_the_network_only_once_it_is_trained():
+    agent = tiny_agent(act_mode="score")
+    assert agent.acting_mode == "mc"  # e.g. the evaluation at step 0
+    agent.update(random_batch(agent.cfg))
+    assert agent.acting_mode == "score"
