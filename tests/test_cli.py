@@ -160,3 +160,22 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
 def test_a_checkpoint_without_a_trained_score_network_refuses_score_acting(short_run, tmp_path):
     result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "act_mode=score", cwd=tmp_path)
     assert_one_line_error(result, "act_mode=score", "never trained", "act_mode=mc")
+
+
+def test_a_checkpoint_from_before_the_score_network_loads_and_resumes(short_run, tmp_path):
+    """Checkpoints of mbdpo 0.1 have no score network and no score_* config keys."""
+    from mbdpo import Agent
+    from mbdpo.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "old"
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    for key in ("score_network", "score_optimizer", "acting_mode"):
+        del checkpoint["agent"][key]
+    for key in [k for k in checkpoint["config"] if k.startswith("score_") or k == "act_mode"]:
+        del checkpoint["config"][key]
+    save_checkpoint(run_dir / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
+    agent = Agent.from_checkpoint(run_dir / "checkpoint.pt", device="cpu")
+    assert agent.acting_mode == "mc" and not agent.score_network.trained
+    result = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
+    assert result.returncode == 0 and "resuming at step 1,000" in result.stdout, result.stderr
