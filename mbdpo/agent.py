@@ -26,6 +26,7 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoise
 from mbdpo.planning.score_matching import (
     ScoreCheck, check_score_network, score_matching_loss, training_inputs,
 )
+from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_network import ScoreNetwork
 
 
@@ -217,17 +218,22 @@ class Agent:
         """Score errors per diffusion step on the states of ``obs [V, obs_dim]`` (ideally held out).
 
         The network is compared with two independent Monte-Carlo estimates at
-        full planner settings, on the inputs its own sampler visits.
+        full planner settings, on the inputs its own sampler visits, and the
+        imagined returns of both samplers' plans are compared.
         """
         self.model.eval()
         z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         schedule = self.planner.schedule_on(z.device)
         x_start = self._chain_start(torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device))
+
+        def plan_return(plans: torch.Tensor) -> torch.Tensor:
+            return candidate_returns(self.model, z, plans.unsqueeze(1), self.cfg.discount, self.cfg.energy_eta)[:, 0]
+
         return check_score_network(
             score_network_denoiser(self.score_network, self.model, schedule, z),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z),
-            x_start, schedule, self._stochastic,
+            plan_return, x_start, schedule, self._stochastic,
         )
 
     # --- persistence ------------------------------------------------------------

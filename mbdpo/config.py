@@ -129,7 +129,7 @@ class Config:
     score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
     score_check_states: int = 32
-    score_switch_ratio: float = 1.0
+    score_switch_gap: float = 0.05
 
     # --- online training (section 7) -------------------------------------------
     seed_steps: int = 0  # 0: max(1000, 5 x episode length)
@@ -201,7 +201,7 @@ class Config:
             "steps", "eval_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
             "diffusion_steps", "mppi_iterations", "buffer_size", "enc_dim", "mlp_dim",
             "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature", "score_check_freq",
-            "score_check_states", "score_switch_ratio",
+            "score_check_states",
         ]
         for key in positive:
             if getattr(self, key) <= 0:

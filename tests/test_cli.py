@@ -134,7 +134,7 @@ def score_run(tmp_path_factory) -> Path:
     """act_mode=auto with a switch threshold so loose that the first check switches to the score network."""
     run_dir = tmp_path_factory.mktemp("score_run")
     result = mbdpo("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
-                   "score_check_states=4", "score_switch_ratio=1e9", f"run_dir={run_dir}")
+                   "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert "acting with score from now on" in result.stdout
     return run_dir

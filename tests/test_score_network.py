@@ -17,7 +17,8 @@ from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
-from mbdpo.planning.score_matching import score_matching_loss, training_inputs
+from mbdpo.planning.rollout import candidate_returns
+from mbdpo.planning.score_matching import check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
@@ -168,3 +169,26 @@ def test_score_mode_acts_with_the_network_only_once_it_is_trained():
     assert agent.acting_mode == "mc"  # e.g. the evaluation at step 0
     agent.update(random_batch(agent.cfg))
     assert agent.acting_mode == "score"
+
+
+def test_the_check_tells_a_trained_network_from_an_untrained_one():
+    torch.manual_seed(0)
+    cfg = toy_score_cfg()
+    model, states = ToyModel(cfg), 64
+    schedule = DiffusionPlanner(model, cfg).schedule
+    z = torch.zeros(states, cfg.latent_dim)
+
+    def plan_return(plans):
+        return candidate_returns(model, z, plans.unsqueeze(1), cfg.discount, 0.0)[:, 0]
+
+    def check(network):
+        return check_score_network(
+            score_network_denoiser(network, model, schedule, z), monte_carlo_denoiser(model, cfg, schedule, z),
+            monte_carlo_denoiser(model, cfg, schedule, z), plan_return, torch.randn(states, 2, 2), schedule, True,
+        )
+
+    trained, untrained = check(train_on_toy(cfg, "forward", steps=300)), check(ScoreNetwork(cfg))
+    # Scores: closer to Monte Carlo at most steps (at the last, nearly noiseless step the relative
+    # error of any network is large: the score there is ~1 / (1 - alpha_bar) times the a_bar error).
+    assert trained.network_error.median() < untrained.network_error.median() / 2
+    assert trained.return_gap < 0.05 < untrained.return_gap, (trained.return_gap, untrained.return_gap)

@@ -17,6 +17,7 @@ Inputs x_tau (``score_inputs``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,21 +75,36 @@ def score_matching_loss(predicted_mean: torch.Tensor, target_mean: torch.Tensor)
 
 @dataclass
 class ScoreCheck:
-    """Score errors per diffusion step on held-out states, relative to the Monte-Carlo score's size.
+    """How the score network compares with the Monte-Carlo sampler on held-out states.
 
-    ``network_error[tau]`` = E||s_theta - s_MC||^2 / E||s_MC||^2 against a
-    fresh Monte-Carlo estimate; ``monte_carlo_error[tau]`` is the same between
-    two independent Monte-Carlo estimates (its noise floor). If the network
-    predicted the Monte-Carlo mean exactly its error would be half the floor.
+    Per diffusion step: ``network_error[tau]`` = E||s_theta - s_MC||^2 /
+    E||s_MC||^2 against a fresh Monte-Carlo estimate, and
+    ``monte_carlo_error[tau]``, the same between two independent Monte-Carlo
+    estimates (its noise floor; a network that predicted the Monte-Carlo mean
+    exactly would score half of it). Averaged over states: the imagined
+    return J of the final plan of each sampler, run from the same starts, and
+    of uniformly random plans.
     """
 
     network_error: torch.Tensor  # [N]
     monte_carlo_error: torch.Tensor  # [N]
+    network_return: float
+    monte_carlo_return: float
+    random_return: float
 
     @property
     def ratio(self) -> float:
         """Mean over steps of network error / Monte-Carlo error; <= 1: as good as a fresh estimate."""
         return float((self.network_error / self.monte_carlo_error.clamp_min(1e-12)).mean())
+
+    @property
+    def return_gap(self) -> float:
+        """The fraction of the Monte-Carlo plans' gain over random plans that the network's plans lose.
+
+        0: as good as Monte Carlo; 1: no better than random actions.
+        """
+        gain = max(self.monte_carlo_return - self.random_return, 1e-6)
+        return (self.monte_carlo_return - self.network_return) / gain
 
 
 def relative_error(score: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -101,16 +117,19 @@ def check_score_network(
     network: DenoiseFn,
     monte_carlo: DenoiseFn,
     other_monte_carlo: DenoiseFn,
+    plan_return: Callable[[torch.Tensor], torch.Tensor],
     x_start: torch.Tensor,
     schedule: DiffusionSchedule,
     stochastic: bool,
 ) -> ScoreCheck:
-    """Compare the network's score with two independent Monte-Carlo scores at every step.
+    """Compare the network with the Monte-Carlo sampler from the same starts ``x_start [B, H, A]``.
 
-    The inputs are those the network's own sampler visits from ``x_start``
-    (where acting with it would go).
+    Scores are compared at the inputs the network's own sampler visits (where
+    acting with it would go); ``plan_return`` maps plans ``[B, H, A]`` to their
+    imagined returns ``[B]``.
     """
-    _, visited = reverse_diffusion(network, x_start, schedule, stochastic)
+    network_plan, visited = reverse_diffusion(network, x_start, schedule, stochastic)
+    monte_carlo_plan, _ = reverse_diffusion(monte_carlo, x_start, schedule, stochastic)
     network_error, monte_carlo_error = torch.zeros(schedule.steps), torch.zeros(schedule.steps)
     for tau in range(schedule.steps):
         x_tau, alpha_bar = visited[tau], schedule.alpha_bar[tau]
@@ -120,4 +139,9 @@ def check_score_network(
         )
         network_error[tau] = relative_error(predicted, first)
         monte_carlo_error[tau] = relative_error(second, first)
-    return ScoreCheck(network_error, monte_carlo_error)
+    return ScoreCheck(
+        network_error, monte_carlo_error,
+        network_return=float(plan_return(network_plan.clamp(-1, 1)).mean()),
+        monte_carlo_return=float(plan_return(monte_carlo_plan.clamp(-1, 1)).mean()),
+        random_return=float(plan_return(torch.rand_like(x_start) * 2 - 1).mean()),
+    )

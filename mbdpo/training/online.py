@@ -235,8 +235,8 @@ class OnlineTrainer:
 
         Its states are held out: the episode is not yet in the replay buffer.
         With ``act_mode=auto`` the agent then acts with the score network
-        while its error ratio is at most ``score_switch_ratio``, by Monte Carlo
-        otherwise.
+        while its plans lose at most ``score_switch_gap`` of the Monte-Carlo
+        plans' imagined-return gain over random plans, by Monte Carlo otherwise.
         """
         cfg, agent = self.cfg, self.agent
         if cfg.act_mode == "mc" or not agent.score_network.trained or self.step < self.next_score_check:
@@ -248,9 +248,11 @@ class OnlineTrainer:
         seconds = time.perf_counter() - tick
         before = agent.acting_mode
         if cfg.act_mode == "auto":
-            agent.set_acting_mode("score" if check.ratio <= cfg.score_switch_ratio else "mc")
+            agent.set_acting_mode("score" if check.return_gap <= cfg.score_switch_gap else "mc")
         row = {
-            "step": self.step, "error_ratio": check.ratio, "seconds": seconds,
+            "step": self.step, "return_gap": check.return_gap, "network_return": check.network_return,
+            "monte_carlo_return": check.monte_carlo_return, "random_return": check.random_return,
+            "error_ratio": check.ratio, "seconds": seconds,
             "acting_with_score_network": float(agent.acting_mode == "score"),
         }
         row.update({f"network_error_tau{tau}": float(e) for tau, e in enumerate(check.network_error)})
@@ -258,7 +260,8 @@ class OnlineTrainer:
         self.logger.log("score", row)
         if agent.acting_mode != before:
             tqdm.write(f"mbdpo: step {self.step:,}: acting with {agent.acting_mode} from now on "
-                       f"(score error ratio {check.ratio:.2f}, switch at <= {cfg.score_switch_ratio})")
+                       f"(the network's plans lose {check.return_gap:.1%} of the Monte-Carlo plans' gain over "
+                       f"random plans; switch at <= {cfg.score_switch_gap:.1%})")
 
     def _updates(self) -> Iterator[dict[str, torch.Tensor]]:
         """The updates due after one environment step: none, the burst, or one. Yields their metrics."""
