@@ -186,6 +186,7 @@ class Agent:
         cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
         z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
+        self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
             network = score_network_denoiser(self.score_network, self.model, schedule, z)
             x_tau = training_inputs(
