@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
     f"{inputs} {states}x{samples}": {"score_inputs": inputs, "score_states": states, "score_samples": samples}
     for inputs in ("mixed", "sampler", "forward")
-    for states, samples in ((16, 32), (32, 64))
+    for states, samples in ((32, 32),)
 }
 
 
@@ -62,7 +62,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     for update in range(updates + 1):
         if update % check_every == 0:
             check = agent.check_score_network(check_obs)
-            rows.append({"update": update, "error_ratio": round(check.ratio, 3),
+            rows.append({"update": update, "return_gap": round(check.return_gap, 3),
+                         "error_ratio": round(check.ratio, 3),
                          "network_error": round(float(check.network_error.mean()), 4),
                          "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
                          "ms_per_score_update": round(1000 * seconds / max(update, 1), 1)})
@@ -73,7 +74,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         with torch.no_grad():
             z = agent.model.encode(batch.obs[0])
         tick = time.perf_counter()
-        agent._update_score(z, batch.action)
+        agent.update_score_network(z, batch.action)
         seconds += time.perf_counter() - tick
     return rows
 

@@ -96,7 +96,7 @@ class Agent:
         metrics.update(self._update_policy(latents))
         self.model.update_targets()
         if self.cfg.act_mode != "mc":
-            metrics.update(self._update_score(latents[0], batch.action))
+            metrics.update(self.update_score_network(latents[0], batch.action))
         return metrics
 
     def _update_model(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -176,7 +176,7 @@ class Agent:
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
 
     # --- the score network (section 5) -----------------------------------------
-    def _update_score(self, z: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+    def update_score_network(self, z: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """One regression step of the score network onto Monte-Carlo targets (paper eq. 16).
 
         ``z [B, L]`` are the batch's encoded start states (detached), ``actions
