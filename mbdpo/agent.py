@@ -189,8 +189,10 @@ class Agent:
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
             network = score_network_denoiser(self.score_network, self.model, schedule, z)
+            # The replay window stands in for the previous plan of the warm kernel.
             x_tau = training_inputs(
-                cfg.score_inputs, actions, tau, schedule, network, self._chain_start(actions), self._stochastic
+                cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
+                self.planner.stochastic,
             )
             target = monte_carlo_denoiser(self.model, cfg, schedule, z, num_samples=cfg.score_samples)(x_tau, tau)
         loss = score_matching_loss(self.score_network(z, x_tau, tau, schedule.alpha_bar[tau]), target)
@@ -203,17 +205,6 @@ class Agent:
             self.set_acting_mode("score")
         return {"score_loss": loss.detach()}
 
-    @property
-    def _stochastic(self) -> bool:
-        return self.cfg.diffusion_kernel == "stochastic"
-
-    def _chain_start(self, actions: torch.Tensor) -> torch.Tensor:
-        """Starts of the reverse chain for training states: N(0, I), or for the warm kernel the replay
-        window shifted by one step (a stand-in for the previous plan)."""
-        if self._stochastic:
-            return torch.randn_like(actions)
-        return torch.cat([actions[:, 1:], torch.zeros_like(actions[:, :1])], dim=1)
-
     @torch.no_grad()
     def check_score_network(self, obs: np.ndarray) -> ScoreCheck:
         """Score errors per diffusion step on the states of ``obs [V, obs_dim]`` (ideally held out).
@@ -225,7 +216,7 @@ class Agent:
         self.model.eval()
         z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         schedule = self.planner.schedule_on(z.device)
-        x_start = self._chain_start(torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device))
+        no_previous_plans = torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device)
 
         def plan_return(plans: torch.Tensor) -> torch.Tensor:
             return candidate_returns(self.model, z, plans.unsqueeze(1), self.cfg.discount, self.cfg.energy_eta)[:, 0]
@@ -234,7 +225,7 @@ class Agent:
             score_network_denoiser(self.score_network, self.model, schedule, z),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z),
-            plan_return, x_start, schedule, self._stochastic,
+            plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,
         )
 
     # --- persistence ------------------------------------------------------------

@@ -41,7 +41,11 @@ class Planner:
 
     def shifted_previous_plan(self, device: torch.device) -> torch.Tensor:
         """The previous plan moved one step forward, zero-padded (zeros at an episode start)."""
-        shifted = torch.zeros(self.cfg.horizon, self.cfg.action_dim, device=device)
-        if self.previous_plan is not None:
-            shifted[:-1] = self.previous_plan[1:]
-        return shifted
+        if self.previous_plan is None:
+            return torch.zeros(self.cfg.horizon, self.cfg.action_dim, device=device)
+        return shifted(self.previous_plan)
+
+
+def shifted(plans: torch.Tensor) -> torch.Tensor:
+    """Plans ``[..., H, A]`` moved one step forward, zero-padded at the end."""
+    return torch.cat([plans[..., 1:, :], torch.zeros_like(plans[..., :1, :])], dim=-2)

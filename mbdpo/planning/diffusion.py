@@ -25,7 +25,7 @@ import torch
 
 from mbdpo.config import Config
 from mbdpo.model.world_model import WorldModel
-from mbdpo.planning.base import Planner
+from mbdpo.planning.base import Planner, shifted
 from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 from mbdpo.planning.score_network import ScoreNetwork
 
@@ -216,12 +216,21 @@ class DiffusionPlanner(Planner):
             )
         return self.schedule
 
+    @property
+    def stochastic(self) -> bool:
+        """The paper's DDPM kernel (``diffusion_kernel=stochastic``) rather than the warm one."""
+        return self.cfg.diffusion_kernel == "stochastic"
+
+    def chain_starts(self, previous_plans: torch.Tensor) -> torch.Tensor:
+        """x at tau = N-1 for states whose previous plans are ``previous_plans [B, H, A]``:
+        N(0, I), or for the warm kernel those plans shifted by one step."""
+        return torch.randn_like(previous_plans) if self.stochastic else shifted(previous_plans)
+
     def start(self, z: torch.Tensor) -> torch.Tensor:
-        """x at tau = N-1 for one latent: N(0, I), or the shifted previous plan for the warm kernel."""
-        cfg = self.cfg
-        if cfg.diffusion_kernel == "stochastic":
-            return torch.randn(1, cfg.horizon, cfg.action_dim, device=z.device)
-        return self.shifted_previous_plan(z.device).unsqueeze(0)
+        """x at tau = N-1 for one latent (zeros as the previous plan at an episode start)."""
+        if self.previous_plan is None:
+            return self.chain_starts(torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device))
+        return self.chain_starts(self.previous_plan.unsqueeze(0))
 
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
@@ -230,6 +239,6 @@ class DiffusionPlanner(Planner):
             denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task)
         else:
             denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
-        plan, _ = reverse_diffusion(denoise, self.start(z), schedule, self.cfg.diffusion_kernel == "stochastic")
+        plan, _ = reverse_diffusion(denoise, self.start(z), schedule, self.stochastic)
         self.previous_plan = plan[0].clamp(-1, 1)
         return self.previous_plan

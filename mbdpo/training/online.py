@@ -206,10 +206,9 @@ class OnlineTrainer:
             self.step += 1
             done = terminated or truncated
             if done:  # store first, so that a seed phase ending here has data for its burst
-                self._check_score_network(np.stack(observations))
-                self.buffer.add_episode(
-                    np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals)
-                )
+                episode_obs = np.stack(observations)
+                self._check_score_network(episode_obs)
+                self.buffer.add_episode(episode_obs, np.stack(actions), np.array(rewards), np.array(terminals))
             tick = time.perf_counter()
             for metrics in self._updates():
                 # Running sums, not a list: thousands of tiny tensors kept alive fragment the heap.
