@@ -4,15 +4,16 @@ Targets: at an input (z, x_tau, tau), the Monte-Carlo denoised mean a_bar of
 section 4 (equivalently, through eq. 12, the Monte-Carlo score).
 
 Inputs x_tau (``score_inputs``):
-- ``sampler`` (default): the inputs the score-network sampler itself visits,
-  found by running its reverse chain from the kernel's start (N(0, I) for the
-  paper's stochastic kernel). With the paper's schedule alpha_bar_N is ~0.9,
-  so the chain does not start from anything like a forward-noised plan: the
-  first inputs are pure N(0, I) noise, far from the data. Training where the
-  sampler goes also corrects the network's own drift (as in DAgger).
+- ``mixed`` (default): half of the rows ``forward``, half ``sampler``.
+- ``sampler``: the inputs the score-network sampler itself visits, found by
+  running its reverse chain from the kernel's start (N(0, I) for the paper's
+  stochastic kernel). Training where the sampler goes corrects the network's
+  own drift (as in DAgger), but alone the visited region shrinks with the
+  network and the sampled spread collapses.
 - ``forward``: replay action windows, forward-noised,
   x_tau = sqrt(alpha_bar) a + sqrt(1 - alpha_bar) eps, as in DDPM training.
-  Cheaper to reason about, but it never shows the network the N(0, I) starts.
+  With the paper's schedule alpha_bar_N is ~0.9, so this never shows the
+  network the N(0, I) starts of the stochastic kernel.
 """
 
 from __future__ import annotations
