@@ -42,6 +42,10 @@ def test_short_run_writes_logs_events_and_checkpoint(short_run):
     # a burst of seed_steps updates when the seed phase ends, then one per step
     assert [int(r["updates"]) for r in trains] == [500, 500]
     assert float(trains[-1]["consistency_loss"]) > 0
+    # alignment diagnostics for the episodes the planner acted in (not the random seed phase)
+    assert trains[0]["cross_td_error"] == "" and float(trains[-1]["cross_td_error"]) > 0
+    assert float(trains[-1]["policy_drift_ema"]) > 0
+    assert all(float(r["policy_drift"]) >= 0 and r["cross_td_error"] for r in evals)
     assert list((short_run / "tb").glob("events.out.tfevents.*"))
     assert (short_run / "config.json").exists() and (short_run / "buffer.npz").exists()
     checkpoint = torch.load(short_run / "checkpoint.pt", weights_only=True)

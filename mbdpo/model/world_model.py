@@ -86,10 +86,16 @@ class WorldModel(nn.Module):
         """E_hat = clip((E - mean) / std, -c, c) with running statistics, for planning."""
         return self.energy_stats.normalise(self.energy(z, action, task), self.cfg.energy_clip)
 
+    def policy_distribution(
+        self, z: torch.Tensor, task: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The policy prior's Gaussian before the tanh: ``mean`` and ``log_std``."""
+        mean, raw_log_std = self.policy_head(self._inputs(z, task=task)).chunk(2, dim=-1)
+        return mean, squash_log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sample from the policy prior. Returns the action and ``mean``, ``log_prob``."""
-        mean, raw_log_std = self.policy_head(self._inputs(z, task=task)).chunk(2, dim=-1)
-        log_std = squash_log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max)
+        mean, log_std = self.policy_distribution(z, task)
         action, log_prob = squashed_gaussian_sample(mean, log_std)
         return action, {"mean": torch.tanh(mean), "log_prob": log_prob}
 

@@ -6,6 +6,7 @@ import gymnasium
 import numpy as np
 
 from mbdpo.agent import Agent
+from mbdpo.diagnostics import episode_diagnostics
 
 
 def episode_seed(seed: int, kind: str, index: int) -> int:
@@ -15,17 +16,24 @@ def episode_seed(seed: int, kind: str, index: int) -> int:
 
 
 def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]:
-    """One evaluation episode; returns its reward, success and length."""
+    """One evaluation episode; returns its reward, success, length and the diagnostics of its actions."""
     obs, _ = env.reset(seed=seed)
     agent.reset()
-    total, success, length, done = 0.0, 0.0, 0, False
+    observations, actions, rewards, terminals = [obs], [], [], []
+    success, done = 0.0, False
     while not done:
-        obs, reward, terminated, truncated, info = env.step(agent.act(obs, explore=False))
-        total += float(reward)
+        action = agent.act(obs, explore=False)
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(obs)
+        actions.append(action)
+        rewards.append(float(reward))
+        terminals.append(float(terminated))
         success = max(success, float(info.get("success", 0.0)))
-        length += 1
         done = terminated or truncated
-    return {"episode_reward": total, "episode_success": success, "episode_length": length}
+    diagnostics = episode_diagnostics(agent.model, np.stack(observations), np.stack(actions), np.array(rewards),
+                                      np.array(terminals), agent.cfg.discount)
+    return {"episode_reward": sum(rewards), "episode_success": success, "episode_length": len(rewards),
+            **diagnostics}
 
 
 def evaluate(agent: Agent, env: gymnasium.Env, episodes: int, seed: int) -> list[dict[str, float]]:

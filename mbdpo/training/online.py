@@ -32,6 +32,7 @@ from mbdpo.agent import Agent
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.diagnostics import ExponentialAverage, episode_diagnostics
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError
 from mbdpo.training.evaluate import episode_seed, evaluate, summarise
@@ -104,6 +105,7 @@ class OnlineTrainer:
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.burst_pending, self.updates_from = True, cfg.seed_steps
         self.next_score_check = 0
+        self.diagnostics = ExponentialAverage()
         self.resumed = checkpoint is not None
         if self.resumed:
             self._restore(checkpoint)
@@ -133,6 +135,7 @@ class OnlineTrainer:
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
         self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
+        self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent before mbdpo 0.1's diagnostics
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -188,6 +191,7 @@ class OnlineTrainer:
         agent.reset()
         observations, actions, rewards, terminals = [obs], [], [], []
         episode_start, done = time.time(), False
+        planner_acted = self.step >= cfg.seed_steps
         metric_sums: dict[str, torch.Tensor] = {}
         updates = 0
         act_seconds, update_seconds = 0.0, 0.0
@@ -227,6 +231,10 @@ class OnlineTrainer:
             "acting_with_score_network": float(agent.acting_mode == "score"),
         }
         row.update({k: float(total) / updates for k, total in metric_sums.items()})
+        if planner_acted:
+            diagnostics = episode_diagnostics(agent.model, episode_obs, np.stack(actions), np.array(rewards),
+                                              np.array(terminals), cfg.discount)
+            row.update({**diagnostics, **self.diagnostics.update(diagnostics)})
         self.logger.log("train", row)
 
     def _check_score_network(self, observations: np.ndarray) -> None:
@@ -294,6 +302,7 @@ class OnlineTrainer:
             "episode": self.episode,
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
+            "diagnostics_ema": self.diagnostics.values,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
