@@ -1,4 +1,8 @@
-"""Command line: ``mbdpo train key=value ...`` and ``mbdpo eval checkpoint=PATH ...``.
+"""Command line: ``mbdpo train|eval|plot|compare key=value ...``.
+
+``mbdpo plot curves|diagnostics RUN_DIR... key=value`` takes run directories
+(or folders holding runs) as plain arguments; ``--key value`` is read as
+``key=value`` there too.
 
 Errors caused by the input (unknown key, bad value, unknown task, bad
 checkpoint) are printed on one line and exit with status 2.
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mbdpo.analysis.compare import CompareOptions
 from mbdpo.config import Config, parse_overrides, parse_values, user_keys
 from mbdpo.errors import ConfigError, MBDPOError
 
@@ -27,6 +32,39 @@ class EvalOptions:
     device: str = "auto"
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
     act_mode: Literal["run", "mc", "score"] = "run"  # run: as the run was acting when it saved
+
+
+@dataclass
+class CurvesOptions:
+    """Settings of ``mbdpo plot curves RUN_DIR...``."""
+
+    reference: str = ""  # published curves to add, comma-separated: mbdpo, tdmpc2, tdmpc, dreamerv3, sac, ...
+    metric: str = "episode_reward"  # an eval.csv column
+    out: str = "curves"  # written as out.png and out.svg
+
+
+@dataclass
+class DiagnosticsOptions:
+    """Settings of ``mbdpo plot diagnostics RUN_DIR...``."""
+
+    out: str = "diagnostics"
+
+
+@dataclass
+class LatentsOptions:
+    """Settings of ``mbdpo plot latents`` and ``mbdpo plot tasks``."""
+
+    checkpoint: str = ""
+    episodes: int = 3  # evaluation episodes whose latent states are embedded (latents only)
+    points: int = 1500  # at most this many states are embedded (evenly subsampled; latents only)
+    overlay: bool = False  # all episodes in one panel (latents only)
+    seed: int = 0  # 0: the seed of the run that wrote the checkpoint
+    device: str = "auto"
+    out: str = ""  # default: latents / task_embeddings next to the checkpoint
+
+
+PLOT_KINDS = {"curves": CurvesOptions, "diagnostics": DiagnosticsOptions, "latents": LatentsOptions,
+              "tasks": LatentsOptions}
 
 
 def train_command(tokens: list[str]) -> None:
@@ -64,6 +102,73 @@ def eval_command(tokens: list[str]) -> None:
     print(f"written: {out}")
 
 
+def flags_as_overrides(tokens: list[str]) -> list[str]:
+    """``--key value`` and ``--key=value`` as ``key=value``; other tokens unchanged."""
+    result, index = [], 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.startswith("--") and "=" not in token and index + 1 < len(tokens):
+            result.append(f"{token[2:]}={tokens[index + 1]}")
+            index += 2
+            continue
+        result.append(token.removeprefix("--"))
+        index += 1
+    return result
+
+
+def plot_command(tokens: list[str]) -> None:
+    if not tokens or tokens[0] not in PLOT_KINDS:
+        given = repr(tokens[0]) if tokens else "nothing"
+        raise ConfigError(f"mbdpo plot needs a kind first, got {given}; valid: {', '.join(PLOT_KINDS)}")
+    kind, tokens = tokens[0], flags_as_overrides(tokens[1:])
+    schema = PLOT_KINDS[kind]
+    paths = [token for token in tokens if "=" not in token]
+    options = schema(**parse_values(parse_overrides([t for t in tokens if "=" in t], schema), schema))
+    if kind in ("curves", "diagnostics"):
+        written = plot_runs(kind, paths, options)
+    else:
+        if paths:
+            raise ConfigError(f"mbdpo plot {kind} takes checkpoint=PATH, not {paths[0]!r}")
+        written = plot_checkpoint(kind, options)
+    print("written: " + ", ".join(str(path) for path in written))
+
+
+def plot_runs(kind: str, paths: list[str], options: CurvesOptions | DiagnosticsOptions) -> list[Path]:
+    from mbdpo.analysis.plots import plot_curves, plot_diagnostics
+    from mbdpo.analysis.runs import check_reference, find_runs, group_runs
+
+    groups = group_runs(find_runs(paths))
+    if kind == "diagnostics":
+        return plot_diagnostics(groups, Path(options.out))
+    references = [check_reference(name) for name in options.reference.split(",") if name]
+    return plot_curves(groups, Path(options.out), options.metric, references)
+
+
+def plot_checkpoint(kind: str, options: LatentsOptions) -> list[Path]:
+    from mbdpo.agent import Agent
+    from mbdpo.analysis import latents
+
+    if not options.checkpoint:
+        raise ConfigError(f"mbdpo plot {kind} needs checkpoint=PATH")
+    agent = Agent.from_checkpoint(options.checkpoint, options.device)
+    seed = options.seed or agent.cfg.seed
+    default_name = "latents" if kind == "latents" else "task_embeddings"
+    out = Path(options.out) if options.out else Path(options.checkpoint).with_name(default_name)
+    if kind == "tasks":
+        embedded = latents.embed_tasks(agent, seed)
+        return latents.plot_tasks(embedded, [f"task {i}" for i in range(len(embedded))], out)
+    states, times = latents.subsample(latents.episode_latents(agent, options.episodes, seed), options.points)
+    return latents.plot_trajectories(latents.embed_trajectories(states, seed), times, agent.cfg.task, out,
+                                     options.overlay)
+
+
+def compare_command(tokens: list[str]) -> None:
+    from mbdpo.analysis.compare import compare
+
+    options = CompareOptions(**parse_values(parse_overrides(tokens, CompareOptions), CompareOptions))
+    print(f"written: {compare(options)}")
+
+
 def _keys_help(schema: type) -> str:
     defaults = {f.name: f.default for f in dataclasses.fields(schema)}
     return "\n".join(f"  {key}={defaults[key]}" for key in user_keys(schema))
@@ -75,16 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     for name, schema, text in [
         ("train", Config, "train online on one task"),
         ("eval", EvalOptions, "evaluate a checkpoint"),
+        ("compare", CompareOptions, "train two configurations on the same tasks and seeds; write a report"),
     ]:
         sub = commands.add_parser(
             name, help=text, description=f"{text}; settings as key=value (defaults shown):\n" + _keys_help(schema),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("overrides", nargs="*", metavar="key=value")
+    kinds = "\n".join(f"mbdpo plot {kind}:\n{_keys_help(schema)}" for kind, schema in PLOT_KINDS.items())
+    plot = commands.add_parser(
+        "plot", help="learning curves, diagnostics, latent trajectories or task embeddings",
+        description="mbdpo plot curves|diagnostics RUN_DIR... key=value; mbdpo plot latents|tasks checkpoint=PATH "
+                    "(needs the plot extra: pip install 'mbdpo[plot]'); settings (defaults shown):\n" + kinds,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plot.add_argument("overrides", nargs=argparse.REMAINDER, metavar="kind [RUN_DIR | key=value] ...")
     return parser
 
 
-COMMANDS = {"train": train_command, "eval": eval_command}
+COMMANDS = {"train": train_command, "eval": eval_command, "plot": plot_command, "compare": compare_command}
 
 
 def main(argv: list[str] | None = None) -> int:

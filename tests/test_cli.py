@@ -183,3 +183,13 @@ def test_a_checkpoint_from_before_the_score_network_loads_and_resumes(short_run,
     assert agent.acting_mode == "mc" and not agent.score_network.trained
     result = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
     assert result.returncode == 0 and "resuming at step 1,000" in result.stdout, result.stderr
+
+
+def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task(short_run, tmp_path):
+    checkpoint = short_run / "checkpoint.pt"
+    result = mbdpo("plot", "latents", f"checkpoint={checkpoint}", "episodes=1", "points=200",
+                   f"out={tmp_path / 'latents'}", "device=cpu")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "latents.png").stat().st_size > 5000 and (tmp_path / "latents.svg").exists()
+    refused = mbdpo("plot", "tasks", f"checkpoint={checkpoint}", "device=cpu")
+    assert refused.returncode == 2 and "single-task: it has no task embeddings" in refused.stderr

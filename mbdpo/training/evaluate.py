@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium
 import numpy as np
 
@@ -15,8 +17,20 @@ def episode_seed(seed: int, kind: str, index: int) -> int:
     return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
 
 
-def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]:
-    """One evaluation episode; returns its reward, success, length and the diagnostics of its actions."""
+@dataclass
+class Episode:
+    """What one episode produced: ``observations [T+1, D]``, ``actions [T, A]``, ``rewards [T]``,
+    ``terminals [T]`` and whether the task reported success at any step."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    success: float
+
+
+def play_episode(agent: Agent, env: gymnasium.Env, seed: int) -> Episode:
+    """One episode of the agent acting without exploration noise."""
     obs, _ = env.reset(seed=seed)
     agent.reset()
     observations, actions, rewards, terminals = [obs], [], [], []
@@ -30,10 +44,16 @@ def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]
         terminals.append(float(terminated))
         success = max(success, float(info.get("success", 0.0)))
         done = terminated or truncated
-    diagnostics = episode_diagnostics(agent.model, np.stack(observations), np.stack(actions), np.array(rewards),
-                                      np.array(terminals), agent.cfg.discount)
-    return {"episode_reward": sum(rewards), "episode_success": success, "episode_length": len(rewards),
-            **diagnostics}
+    return Episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals), success)
+
+
+def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]:
+    """One evaluation episode; returns its reward, success, length and the diagnostics of its actions."""
+    episode = play_episode(agent, env, seed)
+    diagnostics = episode_diagnostics(agent.model, episode.observations, episode.actions, episode.rewards,
+                                      episode.terminals, agent.cfg.discount)
+    return {"episode_reward": float(episode.rewards.sum()), "episode_success": episode.success,
+            "episode_length": len(episode.rewards), **diagnostics}
 
 
 def evaluate(agent: Agent, env: gymnasium.Env, episodes: int, seed: int) -> list[dict[str, float]]:
