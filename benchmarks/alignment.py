@@ -13,12 +13,12 @@ the run's last episodes. Writes ``results/alignment.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from mbdpo.agent import Agent
+from mbdpo.analysis.runs import write_csv
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.diagnostics import episode_diagnostics
 
@@ -52,11 +52,7 @@ def main() -> None:
     for run_dir in sorted(p.parent for p in Path(args.runs_dir).glob("*/*/buffer.npz")):
         rows.append(run_alignment(run_dir, args.episodes))
         print(rows[-1], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "alignment.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(RESULTS / "alignment.csv", rows)
 
 
 if __name__ == "__main__":

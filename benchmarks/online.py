@@ -28,15 +28,15 @@ and one plot per suite with the published MBDPO and TD-MPC2 curves
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from mbdpo.analysis.runs import read_csv, reference_curve, write_csv
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-REFERENCE = HERE.parent.parent / "shared" / "reference"
 COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false"}
 MC_CPU = {"planner": "diffusion", "planner_preset": "cpu"}
 TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
@@ -71,13 +71,6 @@ def run_chunk(runs_dir: Path, task: str, name: str, overrides: dict, steps: int)
     args = [f"{k}={v}" for k, v in {**COMMON, **overrides, "task": task, "steps": steps, "run_dir": run_dir}.items()]
     print(f"[{time.strftime('%H:%M:%S')}] {task} {name} -> {steps} steps", flush=True)
     subprocess.run([sys.executable, "-m", "mbdpo", "train", *args], check=True)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def collect(runs_dir: Path) -> None:
@@ -115,24 +108,14 @@ def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
     }
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
 
 def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float]]:
     """Mean published return per step (seeds averaged), up to 100k steps."""
-    by_step: dict[float, list[float]] = {}
-    for row in read_csv(REFERENCE / algorithm / f"{task}.csv"):
-        step = float(row["step"])
-        if 0 < step <= 100_000:
-            by_step.setdefault(step, []).append(float(row["reward"]))
-    steps = sorted(by_step)
-    return steps, [sum(by_step[s]) / len(by_step[s]) for s in steps]
+    curve = reference_curve(algorithm, task)
+    if curve is None:
+        return [], []
+    shown = (curve.steps > 0) & (curve.steps <= 100_000)
+    return curve.steps[shown].tolist(), curve.mean[shown].tolist()
 
 
 def plot(curves: list[dict], suite: str) -> None:

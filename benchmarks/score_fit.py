@@ -13,7 +13,6 @@ records the ratio per setting. Writes ``results/score_fit.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from mbdpo.agent import Agent
+from mbdpo.analysis.runs import write_csv
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
@@ -96,11 +96,7 @@ def main() -> None:
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
                            args.check_states, seed=0):
                 results.append({"setting": name, **row})
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / "score_fit.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results[0]))
-        writer.writeheader()
-        writer.writerows(results)
+    write_csv(RESULTS / "score_fit.csv", results)
 
 
 if __name__ == "__main__":
