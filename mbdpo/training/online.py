@@ -135,7 +135,7 @@ class OnlineTrainer:
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
         self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
-        self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent before mbdpo 0.1's diagnostics
+        self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
@@ -210,9 +210,9 @@ class OnlineTrainer:
             self.step += 1
             done = terminated or truncated
             if done:  # store first, so that a seed phase ending here has data for its burst
-                episode_obs = np.stack(observations)
-                self._check_score_network(episode_obs)
-                self.buffer.add_episode(episode_obs, np.stack(actions), np.array(rewards), np.array(terminals))
+                episode = (np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals))
+                self._check_score_network(episode[0])
+                self.buffer.add_episode(*episode)
             tick = time.perf_counter()
             for metrics in self._updates():
                 # Running sums, not a list: thousands of tiny tensors kept alive fragment the heap.
@@ -232,8 +232,7 @@ class OnlineTrainer:
         }
         row.update({k: float(total) / updates for k, total in metric_sums.items()})
         if planner_acted:
-            diagnostics = episode_diagnostics(agent.model, episode_obs, np.stack(actions), np.array(rewards),
-                                              np.array(terminals), cfg.discount)
+            diagnostics = episode_diagnostics(agent.model, *episode, cfg.discount)
             row.update({**diagnostics, **self.diagnostics.update(diagnostics)})
         self.logger.log("train", row)
 
