@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from mbdpo.analysis.plots import pyplot
 from mbdpo.analysis.runs import read_csv, reference_curve, write_csv
 
 HERE = Path(__file__).resolve().parent
@@ -108,7 +109,6 @@ def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
     }
 
 
-
 def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float]]:
     """Mean published return per step (seeds averaged), up to 100k steps."""
     curve = reference_curve(algorithm, task)
@@ -120,11 +120,7 @@ def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float
 
 def plot(curves: list[dict], suite: str) -> None:
     """One panel per task of ``suite``: its runs, with the published curves as reference points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     runs = SUITES[suite]
     tasks = sorted({task for task, _ in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)

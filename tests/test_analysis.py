@@ -11,7 +11,7 @@ import torch
 from mbdpo.agent import Agent
 from mbdpo.analysis import latents
 from mbdpo.analysis.compare import CompareOptions, write_report
-from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, reference_curve, seed_curve
+from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, reference_curve, seed_curve, write_csv
 from mbdpo.config import Config
 from mbdpo.errors import ConfigError
 from tests.test_cli import mbdpo
@@ -19,21 +19,14 @@ from tests.test_cli import mbdpo
 EVAL_STEPS = [0, 500, 1000, 1500]
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def fake_run(path: Path, task: str, seed: int, slope: float, **settings) -> Path:
     """A run directory as training writes it: config.json, eval.csv and train.csv with diagnostics."""
     path.mkdir(parents=True)
     config = {**Config().to_dict(), "task": task, "seed": seed, **settings}
     (path / "config.json").write_text(json.dumps(config))
-    write_rows(path / "eval.csv", [{"step": s, "episode_reward": slope * s + seed, "episode_success": 0,
+    write_csv(path / "eval.csv", [{"step": s, "episode_reward": slope * s + seed, "episode_success": 0,
                                     "episode_length": 500, "elapsed": s / 10} for s in EVAL_STEPS])
-    write_rows(path / "train.csv", [{"step": s, "episode_reward": slope * s, "steps_per_second": 5.0 + seed,
+    write_csv(path / "train.csv", [{"step": s, "episode_reward": slope * s, "steps_per_second": 5.0 + seed,
                                      "cross_td_error": 1 / s, "cross_td_error_ema": 1 / s,
                                      "policy_drift": slope, "policy_drift_ema": slope} for s in EVAL_STEPS[1:]])
     return path
