@@ -57,7 +57,8 @@ def _draw_groups(ax, groups: Groups, task: str, source: str, column: str, colour
 
 
 def _draw_reference(ax, algorithm: str, task: str, last_step: float, colours: dict[str, str]) -> None:
-    """Published points up to the first one at or beyond ``last_step`` (they come every 100k steps)."""
+    """Published points up to ``last_step``, and at least up to the first one after step 0 (they come
+    every 100k steps, so shorter runs still get one point to compare with)."""
     curve = reference_curve(algorithm, task)
     if curve is None:
         return
