@@ -84,6 +84,13 @@ def test_bad_plot_and_compare_input_is_a_one_line_error(args, fragment, tmp_path
     assert result.returncode == 2 and fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unknown_metric_is_a_one_line_error_naming_the_columns(runs_dir, tmp_path):
+    result = mbdpo("plot", "curves", str(runs_dir), "metric=episode_rewrd", f"out={tmp_path / 'c'}")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "metric='episode_rewrd' is not an eval.csv column of these runs; valid: " in result.stderr
+    assert "episode_reward" in result.stderr and not (tmp_path / "c.png").exists()
+
+
 def test_compare_report_has_the_table_and_the_plots(runs_dir):
     report = write_report(CompareOptions(out=str(runs_dir), seeds="1,2", tasks="cartpole-swingup")).read_text()
     table = [line for line in report.splitlines() if line.startswith("| cartpole-swingup")]

@@ -70,6 +70,9 @@ def _draw_reference(ax, algorithm: str, task: str, last_step: float, colours: di
 
 def plot_curves(groups: Groups, out: Path, metric: str = "episode_reward", references: list[str] = ()) -> list[Path]:
     """One panel per task: ``metric`` of eval.csv, mean and spread over seeds, with published references."""
+    columns = sorted({column for runs in groups.values() for run in runs for row in run.evals for column in row})
+    if metric not in columns:
+        raise ConfigError(f"metric={metric!r} is not an eval.csv column of these runs; valid: {', '.join(columns)}")
     plt = pyplot()
     tasks, colours = sorted({task for task, _ in groups}), colours_by_label(groups, references)
     figure, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
