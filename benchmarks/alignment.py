@@ -38,7 +38,7 @@ def run_alignment(run_dir: Path, episodes: int) -> dict:
     cfg = agent.cfg
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(run_dir / "buffer.npz")
-    values = [episode_diagnostics(agent.model, *episode, cfg.discount) for episode in newest_episodes(buffer, episodes)]
+    values = [episode_diagnostics(agent.model, *episode) for episode in newest_episodes(buffer, episodes)]
     return {"task": cfg.task, "run": run_dir.name, "steps": buffer.num_transitions,
             **{key: round(float(np.mean([v[key] for v in values])), 4) for key in values[0]}}
 

@@ -9,7 +9,7 @@
 from mbdpo.agent import Agent
 from mbdpo.config import Config
 from mbdpo.errors import MBDPOError
-from mbdpo.training.online import train
+from mbdpo.training.launch import train
 
 __all__ = ["Agent", "Config", "MBDPOError", "train"]
 __version__ = "0.1.0"

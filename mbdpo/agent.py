@@ -81,22 +81,37 @@ class Agent:
         if isinstance(self.planner, DiffusionPlanner):
             self.planner.use_score_network = mode == "score"
 
+    def task_tensor(self, task: int | None, count: int = 1) -> torch.Tensor | None:
+        """Task index ``task`` repeated ``count`` times, as the model takes it (``None`` single-task)."""
+        if not self.cfg.multitask:
+            return None
+        if task is None:
+            raise ConfigError(f"this agent is multi-task ({self.cfg.num_tasks} tasks): pass task=<index>")
+        return torch.full((count,), task, dtype=torch.long, device=self.device)
+
     @torch.no_grad()
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Plan from one observation and return the action, a float32 array in [-1, 1]."""
+    def act(self, obs: np.ndarray, explore: bool = False, task: int | None = None) -> np.ndarray:
+        """Plan from one observation and return the action, a float32 array in [-1, 1].
+
+        A multi-task agent takes the observation zero-padded to ``cfg.obs_dim``, the task's index, and
+        returns ``cfg.action_dim`` actions of which the task uses the first ``cfg.action_dims[task]``.
+        """
         self.model.eval()
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
-        z = self.model.encode(obs_tensor)
-        return self.planner.act(z, explore=explore).cpu().numpy()
+        task_tensor = self.task_tensor(task)
+        z = self.model.encode(obs_tensor, task_tensor)
+        action = self.planner.act(z, task_tensor, explore=explore)
+        mask = self.model.action_mask(task_tensor)
+        return (action if mask is None else action * mask[0]).cpu().numpy()
 
     # --- learning -------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One update of every component; returns detached loss values."""
         metrics, latents = self._update_model(batch)
-        metrics.update(self._update_policy(latents))
+        metrics.update(self._update_policy(latents, batch.task))
         self.model.update_targets()
         if self.cfg.act_mode != "mc":
-            metrics.update(self.update_score_network(latents[0], batch.action))
+            metrics.update(self.update_score_network(latents[0], batch.action, batch.task))
         return metrics
 
     def _update_model(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -106,7 +121,7 @@ class Agent:
             next_z = model.encode(batch.obs[1:], batch.task)
             next_action, _ = model.pi(next_z, batch.task)
             next_value = model.q_value(next_z, next_action, batch.task, reduce="min", target=True)
-            target = td_target(batch.reward, next_value, batch.terminated, cfg.discount)
+            target = td_target(batch.reward, next_value, batch.terminated, model.discount(batch.task))
 
         model.train()
         z = model.encode(batch.obs[0], batch.task)
@@ -123,7 +138,7 @@ class Agent:
         }
         coefs = {"consistency": cfg.consistency_coef, "reward": cfg.reward_coef, "value": cfg.value_coef}
         if cfg.energy_coef:
-            losses["energy"] = self._energy_loss(torch.cat([zs[:1].detach(), next_z[:-1]]), batch.action)
+            losses["energy"] = self._energy_loss(torch.cat([zs[:1].detach(), next_z[:-1]]), batch.action, batch.task)
             coefs["energy"] = cfg.energy_coef
         if cfg.episodic:
             losses["termination"] = termination_loss(model.termination(zs[1:], batch.task), batch.terminated)
@@ -140,7 +155,7 @@ class Agent:
         metrics.update(total_loss=total.detach(), grad_norm=grad_norm.detach())
         return metrics, zs.detach()
 
-    def _energy_loss(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def _energy_loss(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
         """Energy objective on aligned pairs (h(o_t), a_t) of the batch; also updates its running stats.
 
         ``z [H, B, L]`` is detached, so the energy loss does not shape the
@@ -152,21 +167,27 @@ class Agent:
         step = torch.randint(z.shape[0], (z.shape[1],), device=z.device)
         batch_index = torch.arange(z.shape[1], device=z.device)
         z, action = z[step, batch_index], action[step, batch_index]
+
+        def energy(z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+            # z [N, L] or [N, K, L]: each row keeps its own task.
+            row_task = None if task is None else task.view(-1, *[1] * (z.dim() - 2)).expand(z.shape[:-1])
+            return model.energy(z, action, row_task)
+
         if cfg.energy_loss == "infonce":
-            loss = energy_objectives.infonce_energy_loss(model.energy, z, action, cfg.energy_negatives)
+            loss = energy_objectives.infonce_energy_loss(energy, z, action, cfg.energy_negatives)
         else:
             with torch.no_grad():
-                policy_action, _ = model.pi(z)
-            loss = energy_objectives.binary_energy_loss(model.energy, z, action, policy_action)
+                policy_action, _ = model.pi(z, task)
+            loss = energy_objectives.binary_energy_loss(energy, z, action, policy_action)
         with torch.no_grad():
-            model.energy_stats.update(model.energy(z, action))
+            model.energy_stats.update(energy(z, action))
         return loss
 
-    def _update_policy(self, zs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _update_policy(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, torch.Tensor]:
         cfg, model = self.cfg, self.model
-        action, info = model.pi(zs)
+        action, info = model.pi(zs, task)
         with frozen(model.q_heads):
-            q = model.q_value(zs, action, reduce="avg")
+            q = model.q_value(zs, action, task, reduce="avg")
         self.q_scale.update(q[0])
         loss = policy_loss(self.q_scale(q), info["log_prob"], cfg.rho, cfg.entropy_coef)
         self.policy_optimizer.zero_grad(set_to_none=True)
@@ -176,26 +197,30 @@ class Agent:
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
 
     # --- the score network (section 5) -----------------------------------------
-    def update_score_network(self, z: torch.Tensor, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+    def update_score_network(
+        self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """One regression step of the score network onto Monte-Carlo targets (paper eq. 16).
 
         ``z [B, L]`` are the batch's encoded start states (detached), ``actions
-        [H, B, A]`` its replay windows. The first ``score_states`` states each
-        get a random diffusion step; their inputs follow ``score_inputs``.
+        [H, B, A]`` its replay windows, ``task [B]`` their tasks (multi-task).
+        The first ``score_states`` states each get a random diffusion step;
+        their inputs follow ``score_inputs``.
         """
         cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
         z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
+        task = None if task is None else task[: cfg.score_states]
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
-            network = score_network_denoiser(self.score_network, self.model, schedule, z)
+            network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
             # The replay window stands in for the previous plan of the warm kernel.
             x_tau = training_inputs(
                 cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
                 self.planner.stochastic,
             )
-            target = monte_carlo_denoiser(self.model, cfg, schedule, z, num_samples=cfg.score_samples)(x_tau, tau)
-        loss = score_matching_loss(self.score_network(z, x_tau, tau, schedule.alpha_bar[tau]), target)
+            target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
+        loss = score_matching_loss(network(x_tau, tau), target)
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)
@@ -206,7 +231,7 @@ class Agent:
         return {"score_loss": loss.detach()}
 
     @torch.no_grad()
-    def check_score_network(self, obs: np.ndarray) -> ScoreCheck:
+    def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:
         """Score errors per diffusion step on the states of ``obs [V, obs_dim]`` (ideally held out).
 
         The network is compared with two independent Monte-Carlo estimates at
@@ -214,17 +239,18 @@ class Agent:
         imagined returns of both samplers' plans are compared.
         """
         self.model.eval()
-        z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        task_tensor = self.task_tensor(task, len(obs))
+        z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device), task_tensor)
         schedule = self.planner.schedule_on(z.device)
         no_previous_plans = torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device)
 
         def plan_return(plans: torch.Tensor) -> torch.Tensor:
-            return candidate_returns(self.model, z, plans.unsqueeze(1), self.cfg.discount, self.cfg.energy_eta)[:, 0]
+            return candidate_returns(self.model, z, plans.unsqueeze(1), self.cfg.energy_eta, task_tensor)[:, 0]
 
         return check_score_network(
-            score_network_denoiser(self.score_network, self.model, schedule, z),
-            monte_carlo_denoiser(self.model, self.cfg, schedule, z),
-            monte_carlo_denoiser(self.model, self.cfg, schedule, z),
+            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor),
+            monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
+            monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,
         )
 

@@ -1,4 +1,4 @@
-"""Command line: ``mbdpo train|eval|plot|compare key=value ...``.
+"""Command line: ``mbdpo train|eval|finetune|collect|plot|compare key=value ...``.
 
 ``mbdpo plot curves|diagnostics RUN_DIR... key=value`` takes run directories
 (or folders holding runs) as plain arguments; ``--key value`` is read as
@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 from mbdpo.analysis.compare import CompareOptions
+from mbdpo.data.collect import CollectOptions
 from mbdpo.config import Config, parse_overrides, parse_values, user_keys
-from mbdpo.errors import ConfigError, MBDPOError
+from mbdpo.errors import ConfigError, MBDPOError, closest
 
 
 @dataclass
@@ -32,6 +33,15 @@ class EvalOptions:
     device: str = "auto"
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
     act_mode: Literal["run", "mc", "score"] = "run"  # run: as the run was acting when it saved
+    task: str = ""  # multi-task checkpoints: one of its tasks, or its set (default: every task with an environment)
+
+
+@dataclass
+class FinetuneOptions:
+    """Settings of ``mbdpo finetune`` besides the train settings (task=, steps=, seed=, ... as for train)."""
+
+    checkpoint: str = ""  # a multi-task checkpoint (mbdpo train task=mt30 ...)
+    init_from: str = ""  # trained task whose embedding a new task starts from; default: a related task
 
 
 @dataclass
@@ -68,7 +78,7 @@ PLOT_KINDS = {"curves": CurvesOptions, "diagnostics": DiagnosticsOptions, "laten
 
 
 def train_command(tokens: list[str]) -> None:
-    from mbdpo.training.online import train
+    from mbdpo.training.launch import train
 
     run_dir = train(Config.from_overrides(parse_overrides(tokens)))
     print(f"done: {run_dir}")
@@ -88,6 +98,11 @@ def eval_command(tokens: list[str]) -> None:
         agent.set_acting_mode(options.act_mode)
     cfg = agent.cfg
     seed = options.seed or cfg.seed
+    if cfg.multitask:
+        eval_tasks_command(agent, options, seed)
+        return
+    if options.task not in ("", cfg.task):
+        raise ConfigError(f"task={options.task!r}: this checkpoint is single-task ({cfg.task})")
     results = evaluate(agent, make_env(cfg.task, seed), options.episodes, seed)
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
@@ -100,6 +115,61 @@ def eval_command(tokens: list[str]) -> None:
            "mean_success": summary["episode_success"], "mean_length": summary["episode_length"]}
     CSVLog(out, resume_step=None).write(row)
     print(f"written: {out}")
+
+
+def eval_tasks_command(agent, options: EvalOptions, seed: int) -> None:
+    """``mbdpo eval`` of a multi-task checkpoint: a per-task table and the normalised score."""
+    from mbdpo.envs import TASKS
+    from mbdpo.training.evaluate import evaluate_tasks, normalised_score
+    from mbdpo.training.logger import CSVLog
+
+    cfg = agent.cfg
+    if options.task in ("", cfg.task):
+        names = [task for task in cfg.tasks if task in TASKS]
+        skipped = [task for task in cfg.tasks if task not in TASKS]
+        if skipped:
+            print(f"not evaluated (no environment installed): {', '.join(skipped)}")
+    elif options.task in cfg.tasks:
+        names = [options.task]
+    else:
+        raise ConfigError(f"task={options.task!r} is not a task of this checkpoint; "
+                          f"{closest(options.task, [cfg.task, *cfg.tasks])}")
+    rows = evaluate_tasks(agent, [cfg.tasks.index(name) for name in names], options.episodes, seed)
+    score = normalised_score(rows)
+    width = max(len(name) for name in names)
+    print(f"{'task':<{width}}  {'return':>8}  {'std':>6}  {'success':>7}")
+    for row in rows:
+        print(f"{row['task']:<{width}}  {row['episode_reward']:8.1f}  {row['episode_reward_std']:6.1f}  "
+              f"{row['episode_success']:7.2f}")
+    print(f"normalised score over {len(rows)} tasks: {score:.1f} (DMControl return / 10, MetaWorld success x 100)")
+    out = Path(options.out) if options.out else Path(options.checkpoint).with_name("eval_tasks.csv")
+    log = CSVLog(out, resume_step=None)
+    for row in rows:
+        log.write({"checkpoint": options.checkpoint, "task": row["task"], "act_mode": agent.acting_mode,
+                   "episodes": options.episodes, "seed": seed, "mean_reward": row["episode_reward"],
+                   "std_reward": row["episode_reward_std"], "mean_success": row["episode_success"], "score": ""})
+    log.write({"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
+               "episodes": options.episodes, "seed": seed, "score": score})
+    print(f"written: {out}")
+
+
+def finetune_command(tokens: list[str]) -> None:
+    from mbdpo.training.finetune import finetune
+
+    options_tokens = [t for t in tokens if t.partition("=")[0] in ("checkpoint", "init_from")]
+    options = FinetuneOptions(**parse_values(parse_overrides(options_tokens, FinetuneOptions), FinetuneOptions))
+    if not options.checkpoint:
+        raise ConfigError("mbdpo finetune needs checkpoint=PATH")
+    overrides = parse_overrides([t for t in tokens if t not in options_tokens])
+    print(f"done: {finetune(options.checkpoint, options.init_from, **overrides)}")
+
+
+def collect_command(tokens: list[str]) -> None:
+    from mbdpo.data.collect import collect
+
+    options = CollectOptions(**parse_values(parse_overrides(tokens, CollectOptions), CollectOptions))
+    written = collect(options)
+    print(f"written: {len(written)} chunk(s) in {options.out}: " + ", ".join(p.name for p in written))
 
 
 def flags_as_overrides(tokens: list[str]) -> list[str]:
@@ -156,7 +226,7 @@ def plot_checkpoint(kind: str, options: LatentsOptions) -> list[Path]:
     out = Path(options.out) if options.out else Path(options.checkpoint).with_name(default_name)
     if kind == "tasks":
         embedded = latents.embed_tasks(agent, seed)
-        return latents.plot_tasks(embedded, [f"task {i}" for i in range(len(embedded))], out)
+        return latents.plot_tasks(embedded, agent.cfg.tasks, out)
     states, times = latents.subsample(latents.episode_latents(agent, options.episodes, seed), options.points)
     return latents.plot_trajectories(latents.embed_trajectories(states, seed), times, agent.cfg.task, out,
                                      options.overlay)
@@ -178,8 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbdpo", description="Model-Based Diffusion Policy Optimization")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, schema, text in [
-        ("train", Config, "train online on one task"),
+        ("train", Config, "train online on one task, or offline on a task set (task=mt30 data_dir=PATH)"),
         ("eval", EvalOptions, "evaluate a checkpoint"),
+        ("finetune", FinetuneOptions, "fine-tune a multi-task checkpoint online on one task (plus train settings)"),
+        ("collect", CollectOptions, "play episodes and write them as a data set in the public mt30/mt80 format"),
         ("compare", CompareOptions, "train two configurations on the same tasks and seeds; write a report"),
     ]:
         sub = commands.add_parser(
@@ -198,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": train_command, "eval": eval_command, "plot": plot_command, "compare": compare_command}
+COMMANDS = {"train": train_command, "eval": eval_command, "finetune": finetune_command, "collect": collect_command,
+            "plot": plot_command, "compare": compare_command}
 
 
 def main(argv: list[str] | None = None) -> int:

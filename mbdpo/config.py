@@ -15,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from mbdpo.envs.task_sets import is_task_set, task_shape
 from mbdpo.errors import ConfigError, closest
 
 # Model-size presets (ALGORITHM.md section 1):
@@ -48,7 +50,8 @@ class Config:
     """Every setting of a run. Fields are grouped as in ALGORITHM.md."""
 
     # --- run -----------------------------------------------------------------
-    task: str = "cartpole-swingup"
+    task: str = "cartpole-swingup"  # a task, or a multi-task set (mt30, mt80) trained offline from data_dir
+    data_dir: str = ""  # offline multi-task training: the folder of the data set's chunk_*.pt files
     obs: Literal["state"] = "state"
     seed: int = 1
     steps: int = 100_000
@@ -56,6 +59,7 @@ class Config:
     run_dir: str = ""
     resume: Literal["auto", "never"] = "auto"
     eval_freq: int = 10_000
+    log_freq: int = 1_000  # offline training: updates between rows of train.csv
     eval_episodes: int = 10
     save_buffer: bool = True
     wandb: bool = False
@@ -142,6 +146,10 @@ class Config:
     discount: float = field(default=0.0, metadata={"derived": True})
     num_tasks: int = field(default=1, metadata={"derived": True})
     task_dim: int = field(default=0, metadata={"derived": True})
+    # Multi-task models only (empty otherwise), one entry per task index:
+    tasks: list[str] = field(default_factory=list, metadata={"derived": True})
+    action_dims: list[int] = field(default_factory=list, metadata={"derived": True})
+    task_discounts: list[float] = field(default_factory=list, metadata={"derived": True})
 
     # ------------------------------------------------------------------------
     @classmethod
@@ -176,17 +184,12 @@ class Config:
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    def resolve(self, obs_dim: int, action_dim: int, episode_length: int, num_tasks: int = 1) -> "Config":
-        """Fill in the environment-dependent fields and validate.
+    def resolve(self, obs_dim: int, action_dim: int, episode_length: int) -> "Config":
+        """Fill in the environment-dependent fields of a single-task run and validate.
 
-        ``num_tasks > 1`` switches on task embeddings: 64-dimensional for up to
-        30 tasks, 96 beyond. Returns a new configuration; ``self`` is not changed.
+        Returns a new configuration; ``self`` is not changed.
         """
-        task_dim = 0 if num_tasks == 1 else (64 if num_tasks <= 30 else 96)
-        cfg = dataclasses.replace(
-            self, obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
-            num_tasks=num_tasks, task_dim=task_dim,
-        )
+        cfg = dataclasses.replace(self, obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length)
         cfg.discount = discount_from_episode_length(
             episode_length, cfg.discount_min, cfg.discount_max, cfg.discount_denom
         )
@@ -195,10 +198,36 @@ class Config:
         cfg.validate()
         return cfg
 
+    def resolve_multitask(self, tasks: Sequence[str]) -> "Config":
+        """Resolve a multi-task model of ``tasks`` (in data-set index order, e.g. mt30).
+
+        Observations and actions are zero-padded to the largest task's; each
+        task keeps its own action dimensions (the action mask) and its own
+        discount from its episode length.
+        """
+        shapes = [task_shape(task) for task in tasks]
+        if len(shapes) < 2:
+            raise ConfigError(f"a multi-task model needs at least 2 tasks, got {list(tasks)}")
+        cfg = dataclasses.replace(
+            self, num_tasks=len(tasks), task_dim=64 if len(tasks) <= 30 else 96, tasks=list(tasks),
+            action_dims=[s.action_dim for s in shapes],
+            task_discounts=[
+                discount_from_episode_length(s.episode_length, self.discount_min, self.discount_max, self.discount_denom)
+                for s in shapes
+            ],
+        )
+        return cfg.resolve(
+            max(s.obs_dim for s in shapes), max(s.action_dim for s in shapes), max(s.episode_length for s in shapes)
+        )
+
+    @property
+    def multitask(self) -> bool:
+        return self.num_tasks > 1
+
     def validate(self) -> None:
         """Range checks that a type alone cannot express."""
         positive = [
-            "steps", "eval_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
+            "steps", "eval_freq", "log_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
             "diffusion_steps", "mppi_iterations", "buffer_size", "enc_dim", "mlp_dim",
             "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature", "score_check_freq",
             "score_check_states",
@@ -230,6 +259,8 @@ class Config:
             raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
+        if self.data_dir and not is_task_set(self.task):
+            raise ConfigError(f"data_dir= is for offline multi-task training (task=mt30 or mt80), not task={self.task}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device={self.device!r} is not valid; valid: auto, cpu, cuda, cuda:N")
 

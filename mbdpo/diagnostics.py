@@ -34,9 +34,11 @@ ACTION_BOUND_MARGIN = 1e-3
 EMA_MOMENTUM = 0.9  # per episode
 
 
-def mean_q(model: WorldModel, z: torch.Tensor, action: torch.Tensor, target: bool = False) -> torch.Tensor:
+def mean_q(
+    model: WorldModel, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None, target: bool = False
+) -> torch.Tensor:
     """Q averaged over all ensemble heads (online or target), ``[T]``."""
-    logits = model.q_logits(z, action, target=target)
+    logits = model.q_logits(z, action, task, target=target)
     return two_hot_decode(logits, model.cfg.vmin, model.cfg.vmax).mean(0).squeeze(-1)
 
 
@@ -47,27 +49,31 @@ def cross_td_errors(
     reward: torch.Tensor,
     next_z: torch.Tensor,
     terminated: torch.Tensor,
-    discount: float,
+    discount: float | torch.Tensor,
+    task: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """|Q(z, a) - (r + gamma (1 - d) Qbar(z', mean pi(z')))| per step, ``[T]`` (inputs ``[T, ...]``)."""
-    _, next_policy = model.pi(next_z)
-    target = reward + discount * (1 - terminated) * mean_q(model, next_z, next_policy["mean"], target=True)
-    return (mean_q(model, z, action) - target).abs()
+    _, next_policy = model.pi(next_z, task)
+    next_value = mean_q(model, next_z, next_policy["mean"], task, target=True)
+    target = reward + discount * (1 - terminated) * next_value
+    return (mean_q(model, z, action, task) - target).abs()
 
 
-def policy_drift(model: WorldModel, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def policy_drift(model: WorldModel, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
     """||a - mean pi(z)||_2 per step, ``[T]``."""
-    _, policy = model.pi(z)
+    _, policy = model.pi(z, task)
     return (action - policy["mean"]).norm(dim=-1)
 
 
-def prior_log_prob(model: WorldModel, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """log pi(a | z) of the tanh-squashed Gaussian prior per step, ``[T]``."""
-    mean, log_std = model.policy_distribution(z)
+def prior_log_prob(model: WorldModel, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+    """log pi(a | z) of the tanh-squashed Gaussian prior per step, ``[T]`` (over the task's action dimensions)."""
+    mean, log_std = model.policy_distribution(z, task)
     action = action.clamp(-1 + ACTION_BOUND_MARGIN, 1 - ACTION_BOUND_MARGIN)
     pre_tanh = torch.atanh(action)
     gaussian = -0.5 * ((pre_tanh - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-    return (gaussian - torch.log(1 - action.pow(2))).sum(-1)
+    per_dimension = gaussian - torch.log(1 - action.pow(2))
+    mask = model.action_mask(task)
+    return (per_dimension if mask is None else per_dimension * mask).sum(-1)
 
 
 @torch.no_grad()
@@ -77,10 +83,11 @@ def episode_diagnostics(
     actions: np.ndarray,
     rewards: np.ndarray,
     terminals: np.ndarray,
-    discount: float,
+    task: int | None = None,
 ) -> dict[str, float]:
     """Episode means of the three diagnostics, from ``observations [T+1, D]`` and ``actions [T, A]``,
-    ``rewards [T]``, ``terminals [T]`` as the environment returned them."""
+    ``rewards [T]``, ``terminals [T]`` as the environment returned them (padded for a multi-task model,
+    whose ``task`` index is then given). The discount is the model's (the task's)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -88,12 +95,18 @@ def episode_diagnostics(
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=device)
 
-    latents = model.encode(tensor(observations))
+    steps = len(actions)
+    every = None if task is None else torch.full((steps + 1,), task, dtype=torch.long, device=device)
+    step_task = None if every is None else every[:-1]
+    latents = model.encode(tensor(observations), every)
     z, next_z, action = latents[:-1], latents[1:], tensor(actions)
+    discount = model.discount(step_task)
+    discount = discount if step_task is None else discount.squeeze(-1)
     values = {
-        "cross_td_error": cross_td_errors(model, z, action, tensor(rewards), next_z, tensor(terminals), discount),
-        "policy_drift": policy_drift(model, z, action),
-        "prior_log_prob": prior_log_prob(model, z, action),
+        "cross_td_error": cross_td_errors(model, z, action, tensor(rewards), next_z, tensor(terminals), discount,
+                                          step_task),
+        "policy_drift": policy_drift(model, z, action, step_task),
+        "prior_log_prob": prior_log_prob(model, z, action, step_task),
     }
     model.train(was_training)
     return {name: float(value.mean()) for name, value in values.items()}

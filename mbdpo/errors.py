@@ -28,6 +28,10 @@ class CheckpointError(MBDPOError):
     """A missing, truncated, corrupt or foreign checkpoint file."""
 
 
+class DatasetError(MBDPOError):
+    """A data-set file or folder that is missing, unreadable or not in the public format."""
+
+
 def closest(name: str, valid: Iterable[str], n: int = 3) -> str:
     """Format the closest valid names to ``name`` for an error message."""
     valid = sorted(valid)

@@ -13,6 +13,7 @@ from mbdpo.analysis import latents
 from mbdpo.analysis.compare import CompareOptions, write_report
 from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, reference_curve, seed_curve, write_csv
 from mbdpo.config import Config
+from mbdpo.envs.task_sets import MT30
 from mbdpo.errors import ConfigError
 from tests.test_cli import mbdpo
 
@@ -104,7 +105,8 @@ def test_compare_report_has_the_table_and_the_plots(runs_dir):
 def tiny_agent(num_tasks: int = 1) -> Agent:
     cfg = Config.from_overrides({"model_size": 1, "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16, "num_samples": 16,
                                  "num_elites": 4, "num_pi_trajs": 2, "diffusion_steps": 2, "device": "cpu"})
-    return Agent(cfg.resolve(5, 1, 500, num_tasks), torch.device("cpu"))
+    resolved = cfg.resolve_multitask(MT30[:num_tasks]) if num_tasks > 1 else cfg.resolve(5, 1, 500)
+    return Agent(resolved, torch.device("cpu"))
 
 
 def test_latent_trajectories_are_embedded_per_episode_and_plotted(tmp_path):
@@ -122,6 +124,6 @@ def test_latent_trajectories_are_embedded_per_episode_and_plotted(tmp_path):
 def test_task_embeddings_are_embedded_with_tsne_and_single_task_models_are_refused(tmp_path):
     embedded = latents.embed_tasks(tiny_agent(num_tasks=4), seed=0)
     assert embedded.shape == (4, 2) and np.isfinite(embedded).all()
-    assert latents.plot_tasks(embedded, [f"task {i}" for i in range(4)], tmp_path / "tasks")[0].stat().st_size > 5000
+    assert latents.plot_tasks(embedded, list(MT30[:4]), tmp_path / "tasks")[0].stat().st_size > 5000
     with pytest.raises(ConfigError, match="single-task: it has no task embeddings"):
         latents.embed_tasks(tiny_agent(), seed=0)

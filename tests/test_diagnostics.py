@@ -52,14 +52,14 @@ def q_by_hand(model: WorldModel, z: torch.Tensor, action: torch.Tensor, heads) -
 @torch.no_grad()
 def test_cross_td_error_and_drift_equal_a_computation_by_hand(model, episode):
     observations, actions, rewards, terminals = episode
-    logged = episode_diagnostics(model, observations, actions, rewards, terminals, discount=0.9)
+    logged = episode_diagnostics(model, observations, actions, rewards, terminals)
     td_errors, drifts = [], []
     for t in range(STEPS):
         z = model.encode(torch.as_tensor(observations[t]).unsqueeze(0))[0]
         next_z = model.encode(torch.as_tensor(observations[t + 1]).unsqueeze(0))[0]
         action = torch.as_tensor(actions[t])
         next_mean = torch.tanh(model.policy_head(next_z.unsqueeze(0))[0, :ACTION_DIM])
-        target = rewards[t] + 0.9 * (1 - terminals[t]) * q_by_hand(model, next_z, next_mean, model.target_q_heads)
+        target = rewards[t] + model.cfg.discount * (1 - terminals[t]) * q_by_hand(model, next_z, next_mean, model.target_q_heads)
         td_errors.append(abs(q_by_hand(model, z, action, model.q_heads) - target))
         mean = torch.tanh(model.policy_head(z.unsqueeze(0))[0, :ACTION_DIM])
         drifts.append(math.dist(actions[t].tolist(), mean.tolist()))
@@ -82,7 +82,7 @@ def test_acting_with_the_prior_mean_has_zero_drift(model, episode):
     observations, _, rewards, terminals = episode
     z = model.encode(torch.as_tensor(observations[:-1]))
     prior_means = model.pi(z)[1]["mean"].numpy()
-    logged = episode_diagnostics(model, observations, prior_means, rewards, terminals, discount=0.9)
+    logged = episode_diagnostics(model, observations, prior_means, rewards, terminals)
     assert logged["policy_drift"] == pytest.approx(0.0, abs=1e-6)
 
 

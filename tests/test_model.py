@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mbdpo.config import MODEL_SIZES, Config, discount_from_episode_length
+from mbdpo.envs.task_sets import MT80
 from mbdpo.model.functional import mish, simnorm, two_hot, two_hot_decode
 from mbdpo.model.world_model import WorldModel
 
@@ -14,8 +15,12 @@ PUBLISHED_COUNTS = {1: 1.7e6, 5: 6e6, 19: 21e6, 48: 54e6, 317: 340e6}
 
 
 def make_cfg(size: int, obs_dim: int = 24, action_dim: int = 6, num_tasks: int = 1, **overrides) -> Config:
+    """A single-task config, or with ``num_tasks`` > 1 a multi-task one over the first tasks of mt80
+    (obs 24 and action 6 for up to 30 tasks, obs 39 for all 80)."""
     cfg = Config.from_overrides({"model_size": size, "device": "cpu", **overrides})
-    return cfg.resolve(obs_dim, action_dim, 500, num_tasks)
+    if num_tasks > 1:
+        return cfg.resolve_multitask(MT80[:num_tasks])
+    return cfg.resolve(obs_dim, action_dim, 500)
 
 
 @pytest.mark.parametrize("size", [1, 5])

@@ -38,6 +38,12 @@ class QuadraticModel:
     def q_value(self, z, action, task=None, reduce="avg", target=False):
         return torch.zeros(z.shape[0], 1)
 
+    def action_mask(self, task=None):
+        return None
+
+    def discount(self, task=None):
+        return self.cfg.discount
+
 
 def toy_cfg(**overrides) -> Config:
     return Config.from_overrides({"device": "cpu", "model_size": 1, **overrides}).resolve(2, 2, 500)
@@ -46,7 +52,7 @@ def toy_cfg(**overrides) -> Config:
 def sequence_return(cfg: Config, plans: torch.Tensor) -> torch.Tensor:
     """J of action sequences ``[N, H, A]`` under the toy model."""
     model = QuadraticModel(cfg)
-    return imagined_return(model, torch.zeros(len(plans), 2), plans.transpose(0, 1), cfg.discount, 0.0).squeeze(-1)
+    return imagined_return(model, torch.zeros(len(plans), 2), plans.transpose(0, 1), 0.0).squeeze(-1)
 
 
 def test_score_from_denoised_mean_matches_the_gaussian_case():

@@ -179,7 +179,7 @@ def test_the_check_tells_a_trained_network_from_an_untrained_one():
     z = torch.zeros(states, cfg.latent_dim)
 
     def plan_return(plans):
-        return candidate_returns(model, z, plans.unsqueeze(1), cfg.discount, 0.0)[:, 0]
+        return candidate_returns(model, z, plans.unsqueeze(1), 0.0)[:, 0]
 
     def check(network):
         return check_score_network(

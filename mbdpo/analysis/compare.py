@@ -51,7 +51,7 @@ def seeds_of(options: CompareOptions) -> list[int]:
 
 def run_all(options: CompareOptions) -> None:
     """Train (or resume) every task x seed x side, one after another."""
-    from mbdpo.training.online import train
+    from mbdpo.training.launch import train
 
     configs = {name: {**overrides, "task": task, "seed": seed, "run_dir": str(Path(options.out) / task / name / str(seed))}
                for task in options.tasks.split(",") for seed in seeds_of(options)

@@ -12,6 +12,9 @@ Components, all acting on SimNorm latent states z:
 In multi-task models (``cfg.num_tasks > 1``) a learned task embedding
 (max-norm 1) is appended to the input of every component; every method then
 takes ``task``, a tensor of task indices shaped like the batch dimensions.
+Observations and actions are zero-padded to the largest task's; each task's
+action mask keeps the policy (and every planner) to its first A_i action
+dimensions, and each task has its own discount.
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ class WorldModel(nn.Module):
         for head in (self.reward_head, self.q_heads, self.energy_head):
             zero_output_layer(head)
         self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
+        if cfg.multitask:
+            masks = torch.arange(cfg.action_dim) < torch.tensor(cfg.action_dims).unsqueeze(1)
+            self.register_buffer("action_masks", masks.float())  # [num_tasks, A]
+            self.register_buffer("discounts", torch.tensor(cfg.task_discounts))  # [num_tasks]
 
     # --- components -----------------------------------------------------------
     def _inputs(self, *parts: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
@@ -55,6 +62,14 @@ class WorldModel(nn.Module):
             embedding = self.task_embedding(task)
             parts = (*parts, embedding.expand(*parts[0].shape[:-1], -1))
         return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    def action_mask(self, task: torch.Tensor | None) -> torch.Tensor | None:
+        """1 for the action dimensions of each ``task`` ``[..., A]``; ``None`` in a single-task model."""
+        return self.action_masks[task] if self.cfg.multitask else None
+
+    def discount(self, task: torch.Tensor | None) -> float | torch.Tensor:
+        """The discount of each ``task`` ``[..., 1]``, or the run's discount in a single-task model."""
+        return self.discounts[task].unsqueeze(-1) if self.cfg.multitask else self.cfg.discount
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(self._inputs(obs, task=task))
@@ -96,8 +111,10 @@ class WorldModel(nn.Module):
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sample from the policy prior. Returns the action and ``mean``, ``log_prob``."""
         mean, log_std = self.policy_distribution(z, task)
-        action, log_prob = squashed_gaussian_sample(mean, log_std)
-        return action, {"mean": torch.tanh(mean), "log_prob": log_prob}
+        mask = self.action_mask(task)
+        action, log_prob = squashed_gaussian_sample(mean, log_std, mask)
+        mean = torch.tanh(mean) if mask is None else torch.tanh(mean) * mask
+        return action, {"mean": mean, "log_prob": log_prob}
 
     def q_logits(
         self,

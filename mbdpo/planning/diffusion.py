@@ -91,16 +91,20 @@ def monte_carlo_denoised_mean(
     num_elites: int = 0,
     normalise: bool = False,
     extra_candidates: torch.Tensor | None = None,
+    action_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """a_bar = sum_i w_i a0_i, the self-normalised estimate of E[x_0 | x_tau] (paper eqs. 11-12).
 
     ``x_tau [B, H, A]`` (one row per state). ``extra_candidates [B, P, H, A]``
     (e.g. policy-prior trajectories) are weighed alongside the
-    ``num_samples - P`` proposals. Returns ``[B, H, A]``; being a convex
-    combination of clamped actions, it lies in [-1, 1].
+    ``num_samples - P`` proposals. ``action_mask [B, A]`` (multi-task) zeroes
+    the proposals' unused action dimensions. Returns ``[B, H, A]``; being a
+    convex combination of clamped actions, it lies in [-1, 1].
     """
     num_extra = 0 if extra_candidates is None else extra_candidates.shape[1]
     candidates = proposal_samples(x_tau, alpha_bar, num_samples - num_extra)
+    if action_mask is not None:
+        candidates = candidates * action_mask.view(-1, 1, 1, action_mask.shape[-1])
     if num_extra:
         candidates = torch.cat([extra_candidates, candidates], dim=1)
     weights = return_weights(return_fn(candidates), temperature, num_elites, normalise)
@@ -163,13 +167,15 @@ def monte_carlo_denoiser(
     num_elites = max(1, round(cfg.num_elites * fraction)) if cfg.num_elites else 0
     extra = policy_trajectories(model, z, cfg.horizon, num_pi, task) if num_pi else None
 
+    mask = model.action_mask(task)
+
     def return_fn(candidates: torch.Tensor) -> torch.Tensor:
-        return candidate_returns(model, z, candidates, cfg.discount, cfg.energy_eta, task)
+        return candidate_returns(model, z, candidates, cfg.energy_eta, task)
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         return monte_carlo_denoised_mean(
             return_fn, x_tau, schedule.alpha_bar[tau], num_samples, cfg.diffusion_temperature,
-            num_elites, cfg.normalize_returns, extra,
+            num_elites, cfg.normalize_returns, extra, mask,
         )
 
     return denoise
@@ -182,12 +188,17 @@ def score_network_denoiser(
     z: torch.Tensor,
     task: torch.Tensor | None = None,
 ) -> DenoiseFn:
-    """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts."""
+    """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
+
+    In a multi-task model the unused action dimensions of each task are zeroed, as Monte Carlo does.
+    """
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
+    mask = model.action_mask(task)
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
-        return network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding)
+        denoised = network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding)
+        return denoised if mask is None else denoised * mask.unsqueeze(1)
 
     return denoise
 

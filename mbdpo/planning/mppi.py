@@ -28,12 +28,16 @@ class MPPIPlanner(Planner):
         std = torch.full_like(mean, cfg.max_std)
         pi_actions = policy_trajectories(self.model, z, horizon, num_pi, task)[0].transpose(0, 1) if num_pi else None
         z_candidates = z.expand(samples, -1)
+        task_candidates = None if task is None else task.expand(samples)
+        mask = self.model.action_mask(task)
         for _ in range(self.iterations):
             noise = torch.randn(horizon, samples - num_pi, cfg.action_dim, device=z.device)
             actions = (mean.unsqueeze(1) + std.unsqueeze(1) * noise).clamp(-1, 1)
+            if mask is not None:
+                actions = actions * mask
             if pi_actions is not None:
                 actions = torch.cat([pi_actions, actions], dim=1)
-            returns = imagined_return(self.model, z_candidates, actions, cfg.discount, cfg.energy_eta, task)
+            returns = imagined_return(self.model, z_candidates, actions, cfg.energy_eta, task_candidates)
             elite_returns, elite_index = returns.squeeze(-1).topk(cfg.num_elites)
             elite_actions = actions[:, elite_index]
             weights = torch.softmax(cfg.mppi_temperature * elite_returns, dim=0)

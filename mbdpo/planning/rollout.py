@@ -12,22 +12,24 @@ def imagined_return(
     model: WorldModel,
     z: torch.Tensor,
     actions: torch.Tensor,
-    discount: float,
     energy_eta: float,
     task: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """J = sum_t gamma^t r~(z_t, a_t) + gamma^H Q_avg(z_H, pi(z_H))  (paper eq. 10).
 
     ``r~ = R + eta * E_hat`` is the energy-regularised reward (paper eq. 8);
-    with ``energy_eta = 0`` this is TD-MPC2's value estimate. In episodic
-    models a predicted termination stops the sum.
+    with ``energy_eta = 0`` this is TD-MPC2's value estimate. gamma is the
+    model's discount (per task in a multi-task model). In episodic models a
+    predicted termination stops the sum.
 
     Args:
         z: start latents ``[M, L]`` (one per candidate).
         actions: candidate action sequences ``[H, M, A]``.
+        task: task indices ``[M]`` (multi-task models).
     Returns:
         ``[M, 1]``.
     """
+    discount = model.discount(task)
     total = torch.zeros(z.shape[0], 1, device=z.device)
     weight = torch.ones_like(total)
     for action in actions:
@@ -48,7 +50,6 @@ def candidate_returns(
     model: WorldModel,
     z: torch.Tensor,
     candidates: torch.Tensor,
-    discount: float,
     energy_eta: float,
     task: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -59,7 +60,7 @@ def candidate_returns(
     batch, num = candidates.shape[:2]
     actions = candidates.flatten(0, 1).transpose(0, 1)  # [H, B*M, A]
     task = None if task is None else task.repeat_interleave(num, 0)
-    returns = imagined_return(model, z.repeat_interleave(num, 0), actions, discount, energy_eta, task)
+    returns = imagined_return(model, z.repeat_interleave(num, 0), actions, energy_eta, task)
     return returns.view(batch, num)
 
 

@@ -9,12 +9,16 @@ import numpy as np
 
 from mbdpo.agent import Agent
 from mbdpo.diagnostics import episode_diagnostics
+from mbdpo.envs import make_env
+from mbdpo.envs.padding import PaddedEnv
+
+
+EPISODE_STREAMS = {"train": 0, "eval": 1, "collect": 2}
 
 
 def episode_seed(seed: int, kind: str, index: int) -> int:
-    """A reproducible reset seed for episode ``index`` of a ``train`` or ``eval`` stream."""
-    stream = 0 if kind == "train" else 1
-    return int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0])
+    """A reproducible reset seed for episode ``index`` of a ``train``, ``eval`` or ``collect`` stream."""
+    return int(np.random.SeedSequence([seed, EPISODE_STREAMS[kind], index]).generate_state(1)[0])
 
 
 @dataclass
@@ -29,14 +33,17 @@ class Episode:
     success: float
 
 
-def play_episode(agent: Agent, env: gymnasium.Env, seed: int) -> Episode:
-    """One episode of the agent acting without exploration noise."""
+def play_episode(
+    agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None, explore: bool = False
+) -> Episode:
+    """One episode of the agent acting (as task index ``task`` if multi-task), without exploration noise
+    unless ``explore``."""
     obs, _ = env.reset(seed=seed)
     agent.reset()
     observations, actions, rewards, terminals = [obs], [], [], []
     success, done = 0.0, False
     while not done:
-        action = agent.act(obs, explore=False)
+        action = agent.act(obs, explore=explore, task=task)
         obs, reward, terminated, truncated, info = env.step(action)
         observations.append(obs)
         actions.append(action)
@@ -47,18 +54,20 @@ def play_episode(agent: Agent, env: gymnasium.Env, seed: int) -> Episode:
     return Episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals), success)
 
 
-def run_episode(agent: Agent, env: gymnasium.Env, seed: int) -> dict[str, float]:
+def run_episode(agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None) -> dict[str, float]:
     """One evaluation episode; returns its reward, success, length and the diagnostics of its actions."""
-    episode = play_episode(agent, env, seed)
+    episode = play_episode(agent, env, seed, task)
     diagnostics = episode_diagnostics(agent.model, episode.observations, episode.actions, episode.rewards,
-                                      episode.terminals, agent.cfg.discount)
+                                      episode.terminals, task)
     return {"episode_reward": float(episode.rewards.sum()), "episode_success": episode.success,
             "episode_length": len(episode.rewards), **diagnostics}
 
 
-def evaluate(agent: Agent, env: gymnasium.Env, episodes: int, seed: int) -> list[dict[str, float]]:
+def evaluate(
+    agent: Agent, env: gymnasium.Env, episodes: int, seed: int, task: int | None = None
+) -> list[dict[str, float]]:
     """Run ``episodes`` evaluation episodes with reproducible initial states."""
-    return [run_episode(agent, env, episode_seed(seed, "eval", i)) for i in range(episodes)]
+    return [run_episode(agent, env, episode_seed(seed, "eval", i), task) for i in range(episodes)]
 
 
 def summarise(results: list[dict[str, float]]) -> dict[str, float]:
@@ -66,3 +75,24 @@ def summarise(results: list[dict[str, float]]) -> dict[str, float]:
     summary = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
     summary["episode_reward_std"] = float(np.std([r["episode_reward"] for r in results]))
     return summary
+
+
+def evaluate_tasks(agent: Agent, tasks: list[int], episodes: int, seed: int) -> list[dict[str, float | str]]:
+    """Evaluate a multi-task agent on each task index of ``tasks``; one summary row per task.
+
+    Each task runs in its own environment, seen through the model's padded
+    observation and action spaces.
+    """
+    cfg, rows = agent.cfg, []
+    for task in tasks:
+        env = PaddedEnv(make_env(cfg.tasks[task], seed), cfg.obs_dim, cfg.action_dim)
+        rows.append({"task": cfg.tasks[task], **summarise(evaluate(agent, env, episodes, seed, task))})
+        env.close()
+    return rows
+
+
+def normalised_score(rows: list[dict[str, float | str]]) -> float:
+    """The multi-task score: DMControl return / 10 and MetaWorld success x 100, averaged over tasks."""
+    scores = [100 * float(row["episode_success"]) if str(row["task"]).startswith("mw-")
+              else float(row["episode_reward"]) / 10 for row in rows]
+    return float(np.mean(scores))

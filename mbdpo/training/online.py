@@ -15,120 +15,75 @@ with its own planner, without updates, then training goes on.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import random
-import resource
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from mbdpo.agent import Agent
-from mbdpo.checkpoint import load_checkpoint, save_checkpoint
+from mbdpo.checkpoint import save_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.diagnostics import ExponentialAverage, episode_diagnostics
 from mbdpo.envs import make_env
-from mbdpo.errors import ConfigError
+from mbdpo.envs.padding import PaddedEnv
 from mbdpo.training.evaluate import episode_seed, evaluate, summarise
 from mbdpo.training.logger import RunLogger
+from mbdpo.training.run_dir import (
+    CHECKPOINT, checkpoint_to_resume, choose_run_dir, peak_rss_mib, random_state, restore_random_state,
+    seed_everything,
+)
 
-CHECKPOINT = "checkpoint.pt"
 BUFFER = "buffer.npz"
-# Settings that may change when a run is resumed; any other difference is an error.
-RESUMABLE_CHANGES = {
-    "steps", "device", "run_dir", "resume", "progress", "eval_freq", "eval_episodes",
-    "save_buffer", "wandb", "wandb_project",
-}
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two resolved configs, ignoring resumable ones.
-
-    A key that ``saved`` lacks (written by an older mbdpo) counts at its default.
-    """
-    saved = {**Config().to_dict(), **saved}
-    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
-    return sorted(k for k in keys if saved.get(k) != current.get(k))
-
-
-def find_resumable_run(base: Path, cfg: Config) -> Path | None:
-    """The newest run under ``base`` with a checkpoint and the same configuration."""
-    for run in sorted(base.glob("*"), reverse=True):
-        config_file = run / "config.json"
-        if (run / CHECKPOINT).exists() and config_file.exists():
-            if not config_differences(json.loads(config_file.read_text()), cfg.to_dict()):
-                return run
-    return None
-
-
-def choose_run_dir(cfg: Config) -> Path:
-    if cfg.run_dir:
-        return Path(cfg.run_dir)
-    base = Path("runs") / cfg.task / cfg.planner / str(cfg.seed)
-    existing = find_resumable_run(base, cfg) if cfg.resume == "auto" else None
-    return existing or base / time.strftime("%Y%m%d-%H%M%S")
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 class OnlineTrainer:
-    """Trains one agent on one task; see the module docstring for the loop."""
+    """Trains one agent on one task; see the module docstring for the loop.
 
-    def __init__(self, cfg: Config):
+    Fine-tuning (``pretrained``, the state of a multi-task agent, with ``cfg``
+    already resolved for it by :mod:`mbdpo.training.finetune`): the agent acts
+    as task ``cfg.task`` of its task set in padded spaces, from the first step
+    on, with one update per step once an episode is stored (no random seed
+    phase and no burst).
+    """
+
+    def __init__(self, cfg: Config, pretrained: dict | None = None):
         self.device = torch_device(cfg.device)
-        self.env = make_env(cfg.task, cfg.seed)
-        self.eval_env = make_env(cfg.task, cfg.seed)
-        obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
-        self.cfg = cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
+        self.env, self.eval_env = make_env(cfg.task, cfg.seed), make_env(cfg.task, cfg.seed)
+        if cfg.multitask:
+            self.task_index = cfg.tasks.index(cfg.task)
+            self.env, self.eval_env = (PaddedEnv(env, cfg.obs_dim, cfg.action_dim) for env in (self.env, self.eval_env))
+        else:
+            self.task_index = None
+            obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+            cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
+        self.cfg = cfg
         self.run_dir = choose_run_dir(cfg)
-        checkpoint = self._checkpoint_to_resume()
+        checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
         seed_everything(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.agent = Agent(cfg, self.device)
-        self.buffer = ReplayBuffer(cfg.buffer_size, obs_dim, action_dim, cfg.horizon)
+        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
-        self.burst_pending, self.updates_from = True, cfg.seed_steps
+        self.random_steps = 0 if pretrained else cfg.seed_steps
+        self.burst_pending, self.updates_from = pretrained is None, self.random_steps
         self.next_score_check = 0
         self.diagnostics = ExponentialAverage()
         self.resumed = checkpoint is not None
         if self.resumed:
             self._restore(checkpoint)
+        elif pretrained:
+            self.agent.load_state_dict(pretrained)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.json")
         self.logger = RunLogger(self.run_dir, cfg, self.step if self.resumed else None)
         self._print_header()
 
     # --- set-up ---------------------------------------------------------------
-    def _checkpoint_to_resume(self) -> dict | None:
-        path = self.run_dir / CHECKPOINT
-        if self.cfg.resume == "never" or not path.exists():
-            return None
-        checkpoint = load_checkpoint(path, self.device)
-        differences = config_differences(checkpoint["config"], self.cfg.to_dict())
-        if differences:
-            key = differences[0]
-            raise ConfigError(
-                f"cannot resume {self.run_dir}: {key}={self.cfg.to_dict().get(key)!r} differs from the "
-                f"checkpoint's {key}={checkpoint['config'].get(key)!r}; use another run_dir= or resume=never"
-            )
-        return checkpoint
-
     def _restore(self, checkpoint: dict) -> None:
         self.agent.load_state_dict(checkpoint["agent"])
         self.step, self.episode = checkpoint["step"], checkpoint["episode"]
@@ -136,14 +91,11 @@ class OnlineTrainer:
         self.burst_pending = checkpoint["burst_pending"]
         self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if self.device.type == "cuda" and checkpoint["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        self.rng.bit_generator.state = checkpoint["rng"]["numpy"]
+        restore_random_state(checkpoint["rng"], self.rng, self.device)
         buffer_file = self.run_dir / BUFFER
         if buffer_file.exists():
             self.buffer.load(buffer_file)
-            self.updates_from = self.cfg.seed_steps
+            self.updates_from = self.random_steps
         else:
             self.updates_from = self.step + self.cfg.seed_steps
 
@@ -191,16 +143,16 @@ class OnlineTrainer:
         agent.reset()
         observations, actions, rewards, terminals = [obs], [], [], []
         episode_start, done = time.time(), False
-        planner_acted = self.step >= cfg.seed_steps
+        planner_acted = self.step >= self.random_steps
         metric_sums: dict[str, torch.Tensor] = {}
         updates = 0
         act_seconds, update_seconds = 0.0, 0.0
         while not done:
             tick = time.perf_counter()
-            if self.step < cfg.seed_steps:
+            if self.step < self.random_steps:
                 action = self.rng.uniform(-1, 1, cfg.action_dim).astype(np.float32)
             else:
-                action = agent.act(obs, explore=True)
+                action = agent.act(obs, explore=True, task=self.task_index)
             act_seconds += time.perf_counter() - tick
             obs, reward, terminated, truncated, _ = self.env.step(action)
             observations.append(obs)
@@ -232,7 +184,7 @@ class OnlineTrainer:
         }
         row.update({k: float(total) / updates for k, total in metric_sums.items()})
         if planner_acted:
-            diagnostics = episode_diagnostics(agent.model, *episode, cfg.discount)
+            diagnostics = episode_diagnostics(agent.model, *episode, task=self.task_index)
             row.update({**diagnostics, **self.diagnostics.update(diagnostics)})
         self.logger.log("train", row)
 
@@ -250,7 +202,7 @@ class OnlineTrainer:
         self.next_score_check = (self.step // cfg.score_check_freq + 1) * cfg.score_check_freq
         states = self.rng.choice(len(observations), min(cfg.score_check_states, len(observations)), replace=False)
         tick = time.perf_counter()
-        check = agent.check_score_network(observations[states])
+        check = agent.check_score_network(observations[states], self.task_index)
         seconds = time.perf_counter() - tick
         before = agent.acting_mode
         if cfg.act_mode == "auto":
@@ -276,12 +228,14 @@ class OnlineTrainer:
         count = self.cfg.seed_steps if self.burst_pending else 1
         self.burst_pending = False
         for _ in range(count):
-            yield self.agent.update(self.buffer.sample(self.cfg.batch_size, self.rng, self.device))
+            batch = self.buffer.sample(self.cfg.batch_size, self.rng, self.device)
+            batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
+            yield self.agent.update(batch)
 
     def _evaluate_and_save(self, bar: tqdm) -> None:
         cfg = self.cfg
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
-        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed))
+        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index))
         bar.set_description("training")
         self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
@@ -302,22 +256,5 @@ class OnlineTrainer:
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
             "diagnostics_ema": self.diagnostics.values,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-                "numpy": self.rng.bit_generator.state,
-            },
+            "rng": random_state(self.rng, self.device),
         })
-
-
-def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Path:
-    """Train online; returns the run directory.
-
-    ``config`` is a :class:`Config` or a dict of overrides; keyword arguments
-    are further overrides, e.g. ``train(task="walker-walk", steps=10_000)``.
-    """
-    if isinstance(config, Config):
-        cfg = dataclasses.replace(config, **overrides) if overrides else config
-    else:
-        cfg = Config.from_overrides({**(config or {}), **overrides})
-    return OnlineTrainer(cfg).run()

@@ -1,0 +1,31 @@
+"""Entry points of training: ``train`` picks online or offline training from the task."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mbdpo.config import Config
+from mbdpo.envs.task_sets import is_task_set
+
+
+def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Path:
+    """Train and return the run directory.
+
+    A single task trains online from scratch; a task set (``task=mt30`` or
+    ``mt80``, with ``data_dir=``) pre-trains one multi-task agent offline.
+    ``config`` is a :class:`Config` or a dict of overrides; keyword arguments
+    are further overrides, e.g. ``train(task="walker-walk", steps=10_000)``.
+    """
+    if isinstance(config, Config):
+        cfg = dataclasses.replace(config, **overrides) if overrides else config
+    else:
+        cfg = Config.from_overrides({**(config or {}), **overrides})
+    if is_task_set(cfg.task):
+        from mbdpo.training.offline import OfflineTrainer
+
+        return OfflineTrainer(cfg).run()
+    from mbdpo.training.online import OnlineTrainer
+
+    return OnlineTrainer(cfg).run()
