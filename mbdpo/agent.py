@@ -28,6 +28,7 @@ from mbdpo.planning.score_matching import (
 )
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_network import ScoreNetwork
+from mbdpo.training.distributed import DataParallel, SingleProcess
 
 
 @contextlib.contextmanager
@@ -41,9 +42,13 @@ def frozen(module: torch.nn.Module):
 
 
 class Agent:
-    def __init__(self, cfg: Config, device: torch.device):
+    """``sync`` (data-parallel training, :mod:`mbdpo.training.distributed`) averages gradients and gathers
+    batch statistics over processes; by default there is one process and it does nothing."""
+
+    def __init__(self, cfg: Config, device: torch.device, sync: SingleProcess | DataParallel | None = None):
         self.cfg = cfg
         self.device = device
+        self.sync = sync or SingleProcess()
         self.model = WorldModel(cfg).to(device)
         self.q_scale = RunningScale(cfg.scale_rate).to(device)
         model = self.model
@@ -147,9 +152,9 @@ class Agent:
 
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for group in self.optimizer.param_groups for p in group["params"]], cfg.grad_clip_norm
-        )
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.sync.average_gradients(parameters)
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.grad_clip_norm)
         self.optimizer.step()
         metrics = {f"{name}_loss": loss.detach() for name, loss in losses.items()}
         metrics.update(total_loss=total.detach(), grad_norm=grad_norm.detach())
@@ -180,7 +185,7 @@ class Agent:
                 policy_action, _ = model.pi(z, task)
             loss = energy_objectives.binary_energy_loss(energy, z, action, policy_action)
         with torch.no_grad():
-            model.energy_stats.update(energy(z, action))
+            model.energy_stats.update(self.sync.gather(energy(z, action)))
         return loss
 
     def _update_policy(self, zs: torch.Tensor, task: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -188,10 +193,11 @@ class Agent:
         action, info = model.pi(zs, task)
         with frozen(model.q_heads):
             q = model.q_value(zs, action, task, reduce="avg")
-        self.q_scale.update(q[0])
+        self.q_scale.update(self.sync.gather(q[0]))
         loss = policy_loss(self.q_scale(q), info["log_prob"], cfg.rho, cfg.entropy_coef)
         self.policy_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync.average_gradients(model.policy_head.parameters())
         torch.nn.utils.clip_grad_norm_(model.policy_head.parameters(), cfg.grad_clip_norm)
         self.policy_optimizer.step()
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
@@ -223,6 +229,7 @@ class Agent:
         loss = score_matching_loss(network(x_tau, tau), target)
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self.sync.average_gradients(self.score_network.parameters())
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)
         self.score_optimizer.step()
         self.score_network.updates += 1

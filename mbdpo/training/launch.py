@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 from mbdpo.config import Config
 from mbdpo.envs.task_sets import is_task_set
+from mbdpo.errors import ConfigError
 
 
 def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Path:
@@ -26,6 +28,9 @@ def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Pa
         from mbdpo.training.offline import OfflineTrainer
 
         return OfflineTrainer(cfg).run()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"data-parallel training (torchrun) is for offline multi-task runs (task=mt30 or mt80), "
+                          f"not task={cfg.task}")
     from mbdpo.training.online import OnlineTrainer
 
     return OnlineTrainer(cfg).run()

@@ -11,6 +11,11 @@ MetaWorld success x 100, averaged), the mean return and one
 
 Tasks without an environment on this install (MetaWorld, until its suite is
 added) are trained on but not evaluated; the run says so at start.
+
+Under ``torchrun --nproc_per_node=K`` the update is data-parallel
+(:mod:`mbdpo.training.distributed`): each process samples ``batch_size``
+windows from its shard of the episodes, so one update uses K x ``batch_size``;
+rank 0 evaluates, logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from mbdpo.data.offline import OfflineDataset
 from mbdpo.envs import TASKS
 from mbdpo.envs.task_sets import task_set
 from mbdpo.errors import ConfigError
+from mbdpo.training.distributed import local_device, process_group
 from mbdpo.training.evaluate import evaluate_tasks, normalised_score
 from mbdpo.training.logger import RunLogger
 from mbdpo.training.run_dir import (
@@ -43,33 +49,43 @@ class OfflineTrainer:
     def __init__(self, cfg: Config):
         if not cfg.data_dir:
             raise ConfigError(f"task={cfg.task} trains offline: give data_dir=PATH (the folder of chunk_*.pt files)")
-        self.device = torch_device(cfg.device)
+        self.device = local_device(torch_device(cfg.device))
+        self.sync = process_group(self.device)
+        self.main = self.sync.rank == 0
         self.cfg = cfg = cfg.resolve_multitask(task_set(cfg.task))
-        self.dataset = OfflineDataset(cfg.data_dir, cfg.obs_dim, cfg.action_dim, cfg.num_tasks, cfg.horizon)
+        self.dataset = OfflineDataset(cfg.data_dir, cfg.obs_dim, cfg.action_dim, cfg.num_tasks, cfg.horizon,
+                                      self.sync.rank, self.sync.world_size)
         present = self.dataset.tasks()
         self.eval_tasks = [t for t in present if cfg.tasks[t] in TASKS]
         self.unevaluated = [cfg.tasks[t] for t in present if cfg.tasks[t] not in TASKS]
-        self.run_dir = choose_run_dir(cfg)
+        self.run_dir = self.sync.broadcast_object(choose_run_dir(cfg))
         checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed)  # the same initial networks in every process
         self.rng = np.random.default_rng(cfg.seed)
-        self.agent = Agent(cfg, self.device)
+        self.agent = Agent(cfg, self.device, self.sync)
         self.step, self.elapsed_before = 0, 0.0
         self.resumed = checkpoint is not None
         if self.resumed:
             self.agent.load_state_dict(checkpoint["agent"])
             self.step, self.elapsed_before = checkpoint["step"], checkpoint["elapsed"]
             restore_random_state(checkpoint["rng"], self.rng, self.device)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.json")
-        self.logger = RunLogger(self.run_dir, cfg, self.step if self.resumed else None)
-        self._print_header(present)
+        if self.sync.world_size > 1:  # each process its own random streams from here on
+            self.rng = np.random.default_rng([cfg.seed, self.sync.rank, self.step])
+            torch.manual_seed(int(self.rng.integers(2**31)))
+        self.logger = None
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.json")
+            self.logger = RunLogger(self.run_dir, cfg, self.step if self.resumed else None)
+            self._print_header(present)
 
     def _print_header(self, present: list[int]) -> None:
         cfg, dataset = self.cfg, self.dataset
         state = f"resuming at update {self.step:,}" if self.resumed else "training"
-        print(f"mbdpo: {state} {cfg.task} offline with planner={cfg.planner} on {self.device}, run dir {self.run_dir}")
+        processes = f" x {self.sync.world_size} processes" if self.sync.world_size > 1 else ""
+        print(f"mbdpo: {state} {cfg.task} offline with planner={cfg.planner} on {self.device}{processes}, "
+              f"run dir {self.run_dir}")
         print(f"data set: {len(dataset.chunks)} chunk(s), {dataset.num_transitions:,} transitions, "
               f"{dataset.nbytes / 2**30:.2f} GiB memory-mapped from {cfg.data_dir}; "
               f"{len(present)} of {cfg.num_tasks} tasks present")
@@ -81,10 +97,12 @@ class OfflineTrainer:
         cfg = self.cfg
         self.start_time = time.time()
         if self.resumed and self.step >= cfg.steps:
-            print(f"mbdpo: {self.run_dir} is already complete at update {self.step:,} (steps={cfg.steps:,})")
-            self.logger.close()
+            if self.main:
+                print(f"mbdpo: {self.run_dir} is already complete at update {self.step:,} (steps={cfg.steps:,})")
+            self._close()
             return self.run_dir
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="update", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.main), unit="update",
+                   dynamic_ncols=True)
         metric_sums: dict[str, torch.Tensor] = {}
         update_seconds, since_log = 0.0, 0
         try:
@@ -98,7 +116,7 @@ class OfflineTrainer:
                 self.step += 1
                 since_log += 1
                 bar.update(1)
-                if self.step % cfg.log_freq == 0 or self.step == cfg.steps:
+                if self.main and (self.step % cfg.log_freq == 0 or self.step == cfg.steps):
                     row = {k: float(v) / since_log for k, v in metric_sums.items()}
                     self.logger.log("train", {"step": self.step, **row, "elapsed": self.elapsed(),
                                               "updates_per_second": since_log / update_seconds,
@@ -108,11 +126,19 @@ class OfflineTrainer:
                     self._evaluate_and_save(bar)
         finally:
             bar.close()
-            self.logger.close()
+            self._close()
         return self.run_dir
 
+    def _close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        self.sync.close()
+
     def _evaluate_and_save(self, bar: tqdm) -> None:
+        """Evaluate every task and checkpoint (rank 0 only)."""
         cfg = self.cfg
+        if not self.main:
+            return
         bar.set_description(f"evaluating {len(self.eval_tasks)} tasks")
         rows = evaluate_tasks(self.agent, self.eval_tasks, cfg.eval_episodes, cfg.seed)
         bar.set_description("training")
