@@ -73,6 +73,7 @@ def test_a_new_task_is_appended_and_starts_from_a_related_embedding():
     assert related_task("walker-run-backwards", trained, {t: 6 for t in trained}, 6) == "walker-stand"
     cfg, source = finetune_config(agent.cfg, trained, {"task": "cheetah-run", "steps": 100}, init_from="walker-run")
     assert cfg.tasks[-1] == "cheetah-run" and cfg.num_tasks == 4 and cfg.task_dim == agent.cfg.task_dim
+    assert (cfg.steps, cfg.eval_freq) == (100, 10)  # evaluations fit the step budget
     grown = Agent(cfg, torch.device("cpu"))
     grown.load_state_dict(adapt_state(state, grown, task=3, source=cfg.tasks.index(source)))
     embedding = grown.model.task_embedding.weight

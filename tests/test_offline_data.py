@@ -1,6 +1,5 @@
 """The public data-set format: writing, safe memory-mapped reading, sampling, and bad files."""
 
-import pickle
 from pathlib import Path
 
 import numpy as np

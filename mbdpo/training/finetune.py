@@ -4,7 +4,9 @@
 checkpoint of ``mbdpo train task=mt30 ...`` and trains it online on one task
 (see :class:`mbdpo.training.online.OnlineTrainer`): the planner acts from the
 first step, one update per step, every module (world model, policy prior,
-energy head, score network) keeps its optimiser state.
+energy head, score network) keeps its optimiser state. ``steps`` defaults to
+40,000 and ``eval_freq`` to a tenth of ``steps``, whatever the checkpoint's
+offline run used.
 
 The task's embedding:
 - a task of the checkpoint's set that its data set contained keeps its trained embedding;
@@ -28,6 +30,8 @@ from mbdpo.config import Config, discount_from_episode_length, parse_values, tor
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, closest
 
+FINETUNE_STEPS = 40_000  # the paper's fine-tuning budget, unless steps= is given
+EVALUATIONS = 10  # unless eval_freq= is given, a run evaluates every steps / 10 steps (and at step 0)
 # Settings that shape the networks: a fine-tuning run keeps the checkpoint's.
 ARCHITECTURE_KEYS = {
     "model_size", "enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q", "simnorm_dim", "num_bins",
@@ -55,7 +59,9 @@ def finetune_config(saved: Config, trained: list[str], overrides: dict[str, Any]
     task = overrides.get("task", "")
     if not task:
         raise ConfigError("mbdpo finetune needs task=TASK")
-    cfg = dataclasses.replace(saved, **{"run_dir": "", "data_dir": "", **overrides})
+    steps = overrides.get("steps", FINETUNE_STEPS)
+    defaults = {"run_dir": "", "data_dir": "", "steps": steps, "eval_freq": max(1, steps // EVALUATIONS)}
+    cfg = dataclasses.replace(saved, **{**defaults, **overrides})
     env = make_env(task, cfg.seed)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
