@@ -121,7 +121,7 @@ class RunsCode:
     ("short episodes", "episodes of 4 rows"),
     ("not a tensordict", "holds a dict, not a TensorDict"),
     ("corrupt", "cannot be read safely"),
-    ("runs code", "cannot be read safely"),
+    ("runs code", "cannot be read safely (it names getattr, which is not allowed)"),
 ])
 def test_malformed_chunks_are_one_line_errors_naming_the_file(tmp_path, problem, message):
     path = tmp_path / "chunk_0.pt"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,9 @@ def read_chunk(path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise DatasetError(f"data file {str(path)!r} cannot be read safely ({first_line(error)})") from None
+        unknown = re.search(r"GLOBAL (\S+)", str(error))
+        reason = f"it names {unknown.group(1)}, which is not allowed" if unknown else first_line(error)
+        raise DatasetError(f"data file {str(path)!r} cannot be read safely ({reason})") from None
     if isinstance(payload, _TensorDictState):
         return payload.tensors, payload.batch_size
     if type(payload).__name__ == "TensorDict":  # tensordict, when imported, allow-lists its own classes first
