@@ -17,22 +17,28 @@ from mbdpo.errors import UnknownTaskError, closest
 __all__ = ["DMCONTROL_TASKS", "TASKS", "episode_length", "make_env"]
 
 TASKS: tuple[str, ...] = DMCONTROL_TASKS
-"""Every task name :func:`make_env` accepts."""
+"""Every named task :func:`make_env` accepts; besides them, ``gym:<id>`` wraps any registered
+Gymnasium environment with continuous actions (:mod:`mbdpo.envs.gym`)."""
 
 
 def _require_known(task: str) -> None:
-    """Raise :class:`UnknownTaskError` unless ``task`` is in :data:`TASKS`."""
-    if task not in TASKS:
-        raise UnknownTaskError(f"unknown task {task!r}; {closest(task, TASKS)}")
+    """Raise :class:`UnknownTaskError` unless ``task`` is in :data:`TASKS` or a ``gym:`` task."""
+    if task not in TASKS and not task.startswith("gym:"):
+        raise UnknownTaskError(f"unknown task {task!r}; {closest(task, TASKS)} (or gym:<id> for a Gymnasium "
+                               f"environment)")
 
 
 def make_env(task: str, seed: int) -> gymnasium.Env:
     """Build the environment of ``task``, its initial states seeded by ``seed``.
 
     Raises:
-        UnknownTaskError: If ``task`` is not in :data:`TASKS`.
+        UnknownTaskError: If ``task`` is neither in :data:`TASKS` nor a usable ``gym:<id>``.
     """
     _require_known(task)
+    if task.startswith("gym:"):
+        from mbdpo.envs.gym import GymEnv
+
+        return GymEnv(task, seed)
     return DMControlEnv(task, seed)
 
 
@@ -40,7 +46,11 @@ def episode_length(task: str) -> int:
     """Number of agent steps in an episode of ``task``.
 
     Raises:
-        UnknownTaskError: If ``task`` is not in :data:`TASKS`.
+        UnknownTaskError: If ``task`` is not in :data:`TASKS` or ``gym:<id>``.
     """
     _require_known(task)
+    if task.startswith("gym:"):
+        env = make_env(task, 0)
+        env.close()
+        return env.episode_length
     return EPISODE_LENGTH

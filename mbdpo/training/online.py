@@ -15,6 +15,7 @@ with its own planner, without updates, then training goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,8 @@ class OnlineTrainer:
         else:
             self.task_index = None
             obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
+            if getattr(self.env, "can_terminate", False):  # gym: tasks whose episodes can end early
+                cfg = dataclasses.replace(cfg, episodic=True)
             cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
         self.cfg = cfg
         self.run_dir = choose_run_dir(cfg)
