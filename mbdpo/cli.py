@@ -119,14 +119,14 @@ def eval_command(tokens: list[str]) -> None:
 
 def eval_tasks_command(agent, options: EvalOptions, seed: int) -> None:
     """``mbdpo eval`` of a multi-task checkpoint: a per-task table and the normalised score."""
-    from mbdpo.envs import TASKS
+    from mbdpo.envs import available
     from mbdpo.training.evaluate import evaluate_tasks, normalised_score
     from mbdpo.training.logger import CSVLog
 
     cfg = agent.cfg
     if options.task in ("", cfg.task):
-        names = [task for task in cfg.tasks if task in TASKS]
-        skipped = [task for task in cfg.tasks if task not in TASKS]
+        names = [task for task in cfg.tasks if available(task)]
+        skipped = [task for task in cfg.tasks if not available(task)]
         if skipped:
             print(f"not evaluated (no environment installed): {', '.join(skipped)}")
     elif options.task in cfg.tasks:

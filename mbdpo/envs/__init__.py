@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import gymnasium
 
+from mbdpo.envs import metaworld
 from mbdpo.envs.dmcontrol import DMCONTROL_TASKS, EPISODE_LENGTH, DMControlEnv
+from mbdpo.envs.metaworld import METAWORLD_TASKS
 from mbdpo.errors import UnknownTaskError, closest
 
-__all__ = ["DMCONTROL_TASKS", "TASKS", "episode_length", "make_env"]
+__all__ = ["DMCONTROL_TASKS", "METAWORLD_TASKS", "TASKS", "available", "episode_length", "make_env"]
 
-TASKS: tuple[str, ...] = DMCONTROL_TASKS
+TASKS: tuple[str, ...] = DMCONTROL_TASKS + METAWORLD_TASKS
 """Every named task :func:`make_env` accepts; besides them, ``gym:<id>`` wraps any registered
 Gymnasium environment with continuous actions (:mod:`mbdpo.envs.gym`)."""
 
@@ -39,7 +41,14 @@ def make_env(task: str, seed: int) -> gymnasium.Env:
         from mbdpo.envs.gym import GymEnv
 
         return GymEnv(task, seed)
+    if task in METAWORLD_TASKS:
+        return metaworld.MetaWorldEnv(task, seed)
     return DMControlEnv(task, seed)
+
+
+def available(task: str) -> bool:
+    """Whether :func:`make_env` can build ``task`` on this install (its optional suite is there)."""
+    return task not in METAWORLD_TASKS or metaworld.installed()
 
 
 def episode_length(task: str) -> int:
@@ -53,4 +62,4 @@ def episode_length(task: str) -> int:
         env = make_env(task, 0)
         env.close()
         return env.episode_length
-    return EPISODE_LENGTH
+    return metaworld.EPISODE_LENGTH if task in METAWORLD_TASKS else EPISODE_LENGTH

@@ -9,8 +9,8 @@ checkpointed. eval.csv then holds the normalised score (DMControl return / 10,
 MetaWorld success x 100, averaged), the mean return and one
 ``<task>/episode_reward`` column per task.
 
-Tasks without an environment on this install (MetaWorld, until its suite is
-added) are trained on but not evaluated; the run says so at start.
+Tasks whose suite is not installed (MetaWorld is optional) are trained on
+but not evaluated; the run says so at start.
 
 Under ``torchrun --nproc_per_node=K`` the update is data-parallel
 (:mod:`mbdpo.training.distributed`): each process samples ``batch_size``
@@ -31,7 +31,7 @@ from mbdpo.agent import Agent
 from mbdpo.checkpoint import save_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.data.offline import OfflineDataset
-from mbdpo.envs import TASKS
+from mbdpo.envs import available
 from mbdpo.envs.task_sets import task_set
 from mbdpo.errors import ConfigError
 from mbdpo.training.distributed import local_device, process_group
@@ -56,8 +56,8 @@ class OfflineTrainer:
         self.dataset = OfflineDataset(cfg.data_dir, cfg.obs_dim, cfg.action_dim, cfg.num_tasks, cfg.horizon,
                                       self.sync.rank, self.sync.world_size)
         present = self.dataset.tasks()
-        self.eval_tasks = [t for t in present if cfg.tasks[t] in TASKS]
-        self.unevaluated = [cfg.tasks[t] for t in present if cfg.tasks[t] not in TASKS]
+        self.eval_tasks = [t for t in present if available(cfg.tasks[t])]
+        self.unevaluated = [cfg.tasks[t] for t in present if not available(cfg.tasks[t])]
         self.run_dir = self.sync.broadcast_object(choose_run_dir(cfg))
         checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
@@ -147,6 +147,8 @@ class OfflineTrainer:
             row.update(score=normalised_score(rows), episode_reward=float(np.mean([r["episode_reward"] for r in rows])),
                        episode_success=float(np.mean([r["episode_success"] for r in rows])))
             row.update({f"{r['task']}/episode_reward": r["episode_reward"] for r in rows})
+            row.update({f"{r['task']}/episode_success": r["episode_success"] for r in rows
+                        if str(r["task"]).startswith("mw-")})
             bar.set_postfix(score=f"{row['score']:.1f}")
         self.logger.log("eval", {**row, "elapsed": self.elapsed()})
         self.save()
