@@ -126,9 +126,11 @@ def finetune(checkpoint: str | Path, init_from: str = "", **overrides: Any) -> P
                           f"from a multi-task checkpoint (mbdpo train task=mt30 ...)")
     trained = payload.get("trained_tasks", saved.tasks)
     cfg, source = finetune_config(saved, trained, parsed, init_from)
-    agent = Agent(cfg, torch_device(cfg.device))
-    task = cfg.tasks.index(cfg.task)
-    state = adapt_state(payload["agent"], agent, task, cfg.tasks.index(source) if source else -1)
+    task, source_index = cfg.tasks.index(cfg.task), cfg.tasks.index(source) if source else -1
     if source:
         print(f"mbdpo: {cfg.task} starts from the task embedding of {source}")
-    return OnlineTrainer(cfg, pretrained=state).run()
+
+    def pretrained(agent: Agent) -> dict:
+        return adapt_state(payload["agent"], agent, task, source_index)
+
+    return OnlineTrainer(cfg, pretrained=pretrained).run()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +44,14 @@ BUFFER = "buffer.npz"
 class OnlineTrainer:
     """Trains one agent on one task; see the module docstring for the loop.
 
-    Fine-tuning (``pretrained``, the state of a multi-task agent, with ``cfg``
-    already resolved for it by :mod:`mbdpo.training.finetune`): the agent acts
+    Fine-tuning (``pretrained`` gives the state a new agent starts from, adapted
+    to it, and ``cfg`` is already resolved by :mod:`mbdpo.training.finetune`): the agent acts
     as task ``cfg.task`` of its task set in padded spaces, from the first step
     on, with one update per step once an episode is stored (no random seed
     phase and no burst).
     """
 
-    def __init__(self, cfg: Config, pretrained: dict | None = None):
+    def __init__(self, cfg: Config, pretrained: Callable[[Agent], dict] | None = None):
         self.device = torch_device(cfg.device)
         self.env, self.eval_env = make_env(cfg.task, cfg.seed), make_env(cfg.task, cfg.seed)
         if cfg.multitask:
@@ -80,7 +80,7 @@ class OnlineTrainer:
         if self.resumed:
             self._restore(checkpoint)
         elif pretrained:
-            self.agent.load_state_dict(pretrained)
+            self.agent.load_state_dict(pretrained(self.agent))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.json")
         self.logger = RunLogger(self.run_dir, cfg, self.step if self.resumed else None)
