@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from mbdpo.envs.task_sets import is_task_set, task_shape
+from mbdpo.envs.task_sets import is_task_set, padded_dims, task_shape
 from mbdpo.errors import ConfigError, closest
 
 # Model-size presets (ALGORITHM.md section 1):
@@ -216,9 +216,7 @@ class Config:
                 for s in shapes
             ],
         )
-        return cfg.resolve(
-            max(s.obs_dim for s in shapes), max(s.action_dim for s in shapes), max(s.episode_length for s in shapes)
-        )
+        return cfg.resolve(*padded_dims(tasks), max(s.episode_length for s in shapes))
 
     @property
     def multitask(self) -> bool:

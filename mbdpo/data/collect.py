@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from mbdpo.envs import make_env
-from mbdpo.envs.task_sets import task_set
+from mbdpo.envs.task_sets import padded_dims, task_set
 from mbdpo.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:  # torch-dependent modules are imported when collecting, so that the CLI starts fast
@@ -84,7 +84,6 @@ def padded_arrays(episodes: list[Episode], obs_dim: int, action_dim: int, task: 
 def collect(options: CollectOptions) -> list[Path]:
     """Play ``options.episodes`` episodes and write them; returns the chunk files written."""
     from mbdpo.agent import Agent
-    from mbdpo.config import Config
     from mbdpo.data.offline import write_chunk
     from mbdpo.envs.padding import PaddedEnv
     from mbdpo.training.evaluate import episode_seed, play_episode
@@ -96,7 +95,7 @@ def collect(options: CollectOptions) -> list[Path]:
         raise ConfigError("mbdpo collect needs out=DIR")
     if options.episodes < 1:
         raise ConfigError(f"episodes={options.episodes} must be positive")
-    padded = Config().resolve_multitask(tasks)
+    obs_dim, action_dim = padded_dims(tasks)
     index = tasks.index(options.task)
     env = make_env(options.task, options.seed)
     if options.policy == "random":
@@ -122,7 +121,7 @@ def collect(options: CollectOptions) -> list[Path]:
                                      explore=options.explore))
         if len(episodes) == options.chunk_episodes or number == options.episodes - 1:
             path = out / f"chunk_{first + len(written)}.pt"
-            write_chunk(path, **padded_arrays(episodes, padded.obs_dim, padded.action_dim, index))
+            write_chunk(path, **padded_arrays(episodes, obs_dim, action_dim, index))
             written.append(path)
             episodes = []
     env.close()

@@ -9,6 +9,7 @@ environments.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mbdpo.errors import UnknownTaskError, closest
@@ -76,6 +77,13 @@ def task_set(name: str) -> tuple[str, ...]:
 
 def is_task_set(name: str) -> bool:
     return name in TASK_SETS
+
+
+def padded_dims(tasks: Sequence[str]) -> tuple[int, int]:
+    """Observation and action sizes of a multi-task model of ``tasks``: the largest task's
+    (24 and 6 for mt30, 39 and 6 for mt80)."""
+    shapes = [task_shape(task) for task in tasks]
+    return max(s.obs_dim for s in shapes), max(s.action_dim for s in shapes)
 
 
 def task_shape(task: str) -> TaskShape:
