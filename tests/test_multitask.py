@@ -7,7 +7,9 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.config import Config
+from mbdpo.checkpoint import save_checkpoint
 from mbdpo.data.buffer import Batch
+from mbdpo.data.collect import CollectOptions, collect
 from mbdpo.data.offline import OfflineDataset
 from mbdpo.envs.task_sets import MT30, MT80
 from mbdpo.errors import ConfigError
@@ -165,3 +167,13 @@ def test_offline_training_without_usable_data_is_a_one_line_error(tmp_path):
     assert empty.returncode == 2 and "holds no chunk_*.pt files" in empty.stderr
     single = mbdpo("train", "task=walker-walk", f"data_dir={tmp_path}", *TINY_CLI)
     assert single.returncode == 2 and "data_dir= is for offline multi-task training" in single.stderr
+
+
+def test_collect_with_a_checkpoint_of_wider_padding_writes_the_sets_padding(tmp_path):
+    agent = tiny_agent(tasks=list(MT80))  # pads observations to 39; mt30 files pad to 24
+    save_checkpoint(tmp_path / "mt80.pt", {"config": agent.cfg.to_dict(), "agent": agent.state_dict()})
+    written = collect(CollectOptions(task="cartpole-swingup", checkpoint=str(tmp_path / "mt80.pt"), episodes=1,
+                                     out=str(tmp_path / "data"), device="cpu"))
+    assert [p.name for p in written] == ["chunk_0.pt"]
+    chunk = OfflineDataset(tmp_path / "data", obs_dim=24, action_dim=6, num_tasks=30, horizon=3).chunks[0]
+    assert chunk.obs[..., :5].any() and not chunk.obs[..., 5:].any() and not chunk.action[:, 1:, 1:].any()

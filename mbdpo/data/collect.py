@@ -11,6 +11,7 @@ builds a multi-task data set.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from mbdpo.envs import make_env
-from mbdpo.envs.task_sets import padded_dims, task_set
+from mbdpo.envs.task_sets import padded_dims, task_set, task_shape
 from mbdpo.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:  # torch-dependent modules are imported when collecting, so that the CLI starts fast
@@ -116,9 +117,13 @@ def collect(options: CollectOptions) -> list[Path]:
     out, written = Path(options.out), []
     first = next_chunk_index(out) if out.exists() else 0
     episodes: list[Episode] = []
+    own = task_shape(options.task)
     for number in range(options.episodes):
-        episodes.append(play_episode(actor, env, episode_seed(options.seed, "collect", number), task_arg,
-                                     explore=options.explore))
+        episode = play_episode(actor, env, episode_seed(options.seed, "collect", number), task_arg,
+                               explore=options.explore)
+        # A multi-task actor plays in its own padded spaces (mt80's are wider than mt30's): keep the task's values.
+        episodes.append(dataclasses.replace(episode, observations=episode.observations[:, : own.obs_dim],
+                                            actions=episode.actions[:, : own.action_dim]))
         if len(episodes) == options.chunk_episodes or number == options.episodes - 1:
             path = out / f"chunk_{first + len(written)}.pt"
             write_chunk(path, **padded_arrays(episodes, obs_dim, action_dim, index))
