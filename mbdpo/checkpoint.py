@@ -22,15 +22,21 @@ FORMAT = "mbdpo-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically (temporary file, fsync, rename)."""
+def save_atomically(path: Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path`` through a temporary file, fsync and rename, so that a crash never
+    leaves a half-written file in place of a good one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` with the checkpoint header to ``path`` atomically."""
+    save_atomically(path, {"format": FORMAT, "version": VERSION, **payload})
 
 
 def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -24,7 +24,6 @@ so that files are exactly what TD-MPC2 writes.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import zipfile
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbdpo.checkpoint import save_atomically
 from mbdpo.data.buffer import Batch
 from mbdpo.errors import DatasetError, first_line
 
@@ -208,11 +208,4 @@ def write_chunk(path: Path, obs: np.ndarray, action: np.ndarray, reward: np.ndar
                "reward": torch.as_tensor(reward, dtype=torch.float32), "task": torch.as_tensor(task, dtype=torch.int64)}
     if terminated is not None:
         tensors["terminated"] = torch.as_tensor(terminated, dtype=torch.float32)
-    episodes = TensorDict(tensors, batch_size=list(tensors["reward"].shape))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(episodes, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    save_atomically(path, TensorDict(tensors, batch_size=list(tensors["reward"].shape)))

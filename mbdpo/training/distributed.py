@@ -80,9 +80,14 @@ class DataParallel:
         dist.destroy_process_group()
 
 
+def launched_in_parallel() -> bool:
+    """Whether torchrun started this process as one of several (its WORLD_SIZE is above 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def process_group(device: torch.device) -> SingleProcess | DataParallel:
     """The data-parallel group torchrun started this process in, or :class:`SingleProcess`."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if not launched_in_parallel():
         return SingleProcess()
     return DataParallel("nccl" if device.type == "cuda" else "gloo")
 

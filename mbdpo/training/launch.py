@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 from mbdpo.config import Config
 from mbdpo.envs.task_sets import is_task_set
 from mbdpo.errors import ConfigError
+from mbdpo.training.distributed import launched_in_parallel
 
 
 def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Path:
@@ -28,7 +28,7 @@ def train(config: Config | dict[str, Any] | None = None, **overrides: Any) -> Pa
         from mbdpo.training.offline import OfflineTrainer
 
         return OfflineTrainer(cfg).run()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_in_parallel():
         raise ConfigError(f"data-parallel training (torchrun) is for offline multi-task runs (task=mt30 or mt80), "
                           f"not task={cfg.task}")
     from mbdpo.training.online import OnlineTrainer
