@@ -144,15 +144,16 @@ class OfflineDataset:
             raise DatasetError(f"data_dir {str(directory)!r} holds no chunk_*.pt files")
         self.horizon = horizon
         self.chunks = [load_chunk(path, obs_dim, action_dim, num_tasks, horizon) for path in files]
-        # (chunk, episode) of the episodes this rank samples from.
-        pairs = [(c, e) for c, chunk in enumerate(self.chunks) for e in range(chunk.episodes)]
-        mine = np.array(pairs[rank::world_size], dtype=np.int64).reshape(-1, 2)
-        if len(mine) == 0:
-            raise DatasetError(f"data_dir {str(directory)!r} has {len(pairs)} episodes, fewer than {world_size} ranks")
-        self.episode_chunk, self.episode_index = mine[:, 0], mine[:, 1]
-        windows = np.array([self.chunks[c].length - 1 - horizon for c in self.episode_chunk])
-        self.window_probability = windows / windows.sum()
-        self.windows = windows
+        # Chunk and index within it of every episode (millions in mt80, hence arrays), then this rank's share.
+        counts = np.array([chunk.episodes for chunk in self.chunks])
+        episode_chunk = np.repeat(np.arange(len(self.chunks)), counts)
+        episode_index = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.episode_chunk, self.episode_index = episode_chunk[rank::world_size], episode_index[rank::world_size]
+        if len(self.episode_chunk) == 0:
+            raise DatasetError(f"data_dir {str(directory)!r} has {counts.sum()} episodes, fewer than {world_size} ranks")
+        lengths = np.array([chunk.length for chunk in self.chunks])
+        self.windows = lengths[self.episode_chunk] - 1 - horizon
+        self.window_probability = self.windows / self.windows.sum()
 
     @property
     def num_transitions(self) -> int:
