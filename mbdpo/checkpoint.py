@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mbdpo.errors import CheckpointError, first_line
+from mbdpo.errors import CheckpointError, first_line, refused_global
 
 FORMAT = "mbdpo-checkpoint"
 VERSION = 1
@@ -47,6 +47,10 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        unknown = refused_global(error)
+        if unknown:
+            raise CheckpointError(f"{str(path)!r} is not an mbdpo checkpoint (it names {unknown}, "
+                                  f"which a checkpoint never holds)") from None
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt ({first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an mbdpo checkpoint (no '{FORMAT}' header)")

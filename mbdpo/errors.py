@@ -9,6 +9,7 @@ traceback; the Python API lets it propagate like any other exception.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -45,3 +46,10 @@ def first_line(error: BaseException) -> str:
     """The first line of an exception's message (its type name if it has none), for one-line errors."""
     text = str(error).strip()
     return text.splitlines()[0][:120] if text else type(error).__name__
+
+
+def refused_global(error: BaseException) -> str | None:
+    """The global that ``torch.load(weights_only=True)`` refused to load, if that is why it failed
+    (a pickle naming a class or function outside the allow-list), else ``None``."""
+    match = re.search(r"GLOBAL (\S+)", str(error))
+    return match.group(1) if match else None

@@ -112,6 +112,9 @@ def test_truncated_checkpoint_is_a_clear_error(short_run, tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     assert_one_line_error(mbdpo("eval", f"checkpoint={foreign}"), "not an mbdpo checkpoint")
+    code = tmp_path / "code.pt"
+    torch.save({"step": print}, code)  # a pickle that names a function
+    assert_one_line_error(mbdpo("eval", f"checkpoint={code}"), "not an mbdpo checkpoint (it names print,")
 
 
 def test_a_failed_resume_loses_nothing(short_run, tmp_path):

@@ -25,7 +25,6 @@ so that files are exactly what TD-MPC2 writes.
 from __future__ import annotations
 
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 
 from mbdpo.checkpoint import save_atomically
 from mbdpo.data.buffer import Batch
-from mbdpo.errors import DatasetError, first_line
+from mbdpo.errors import DatasetError, first_line, refused_global
 
 REQUIRED_KEYS = ("obs", "action", "reward", "task")
 
@@ -68,8 +67,8 @@ def read_chunk(path: Path) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as error:
-        unknown = re.search(r"GLOBAL (\S+)", str(error))
-        reason = f"it names {unknown.group(1)}, which is not allowed" if unknown else first_line(error)
+        unknown = refused_global(error)
+        reason = f"it names {unknown}, which is not allowed" if unknown else first_line(error)
         raise DatasetError(f"data file {str(path)!r} cannot be read safely ({reason})") from None
     if isinstance(payload, _TensorDictState):
         return payload.tensors, payload.batch_size
