@@ -25,6 +25,10 @@ class UnknownTaskError(MBDPOError):
     """A task name that no environment suite registers."""
 
 
+class MissingSuiteError(MBDPOError):
+    """A task whose simulator suite is not installed, or cannot run on this machine."""
+
+
 class CheckpointError(MBDPOError):
     """A missing, truncated, corrupt or foreign checkpoint file."""
 

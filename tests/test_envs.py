@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mbdpo.envs import DMCONTROL_TASKS, METAWORLD_TASKS, TASKS, episode_length, make_env
+from mbdpo.envs import DMCONTROL_TASKS, MANISKILL_TASKS, METAWORLD_TASKS, MYOSUITE_TASKS, TASKS, episode_length, make_env
 from mbdpo.envs.dmcontrol import CUSTOM_TASKS, DMControlEnv
 from mbdpo.errors import UnknownTaskError
 
@@ -49,7 +49,7 @@ def test_task_lists() -> None:
     from mbdpo.envs.custom_tasks import BUILDERS
 
     assert len(DMCONTROL_TASKS) == len(set(DMCONTROL_TASKS)) == 39
-    assert TASKS == DMCONTROL_TASKS + METAWORLD_TASKS and len(set(TASKS)) == 89
+    assert TASKS == DMCONTROL_TASKS + METAWORLD_TASKS + MYOSUITE_TASKS + MANISKILL_TASKS and len(set(TASKS)) == 104
     assert set(BUILDERS) == set(CUSTOM_TASKS)
 
 

@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 
-from mbdpo.envs import METAWORLD_TASKS, available, episode_length, make_env
+from mbdpo.envs import METAWORLD_TASKS, episode_length, make_env
 from mbdpo.envs import metaworld as metaworld_suite
-from mbdpo.errors import UnknownTaskError
 from tests.test_cli import TINY, mbdpo, rows
 
-metaworld = pytest.importorskip("metaworld", reason="MetaWorld is optional: pip install --no-deps metaworld==3.1.1")
+metaworld = pytest.importorskip("metaworld", reason="MetaWorld is optional: pip install 'mbdpo[metaworld]'")
 
 
 def test_every_task_name_is_a_metaworld_v3_environment():
@@ -38,14 +37,6 @@ def test_goals_are_random_and_episodes_last_100_steps():
     for step in range(1, 101):
         *_, truncated, _ = env.step(np.zeros(4, np.float32))
         assert truncated == (step == 100)
-
-
-def test_a_missing_suite_names_the_install_command(monkeypatch):
-    monkeypatch.setattr(metaworld_suite, "installed", lambda: False)
-    assert not available("mw-reach") and available("walker-walk")
-    with pytest.raises(UnknownTaskError) as error:
-        make_env("mw-reach", 0)
-    assert "needs MetaWorld, which is not installed: pip install --no-deps metaworld==3.1.1" in str(error.value)
 
 
 def test_a_short_run_on_a_metaworld_task_reports_success(tmp_path):

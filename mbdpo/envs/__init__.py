@@ -5,20 +5,35 @@
 >>> observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
 
 Importing this package is cheap: simulators are imported when a task is made.
+Every environment has ``episode_length``, ``action_repeat`` and
+``can_terminate``, and puts ``success`` in the step's info.
 """
 
 from __future__ import annotations
 
+import importlib.util
+
 import gymnasium
 
-from mbdpo.envs import metaworld
+from mbdpo.envs import maniskill, metaworld, myosuite
 from mbdpo.envs.dmcontrol import DMCONTROL_TASKS, EPISODE_LENGTH, DMControlEnv
+from mbdpo.envs.maniskill import MANISKILL_TASKS
 from mbdpo.envs.metaworld import METAWORLD_TASKS
+from mbdpo.envs.myosuite import MYOSUITE_TASKS
+from mbdpo.envs.suite import SuiteEnv
 from mbdpo.errors import UnknownTaskError, closest
 
-__all__ = ["DMCONTROL_TASKS", "METAWORLD_TASKS", "TASKS", "available", "episode_length", "make_env"]
+__all__ = ["DMCONTROL_TASKS", "MANISKILL_TASKS", "METAWORLD_TASKS", "MYOSUITE_TASKS", "TASKS", "available",
+           "episode_length", "make_env"]
 
-TASKS: tuple[str, ...] = DMCONTROL_TASKS + METAWORLD_TASKS
+SUITES: dict[tuple[str, ...], type[SuiteEnv]] = {
+    METAWORLD_TASKS: metaworld.MetaWorldEnv,
+    MYOSUITE_TASKS: myosuite.MyoSuiteEnv,
+    MANISKILL_TASKS: maniskill.ManiSkillEnv,
+}
+"""The optional suites: their tasks and environment class."""
+
+TASKS: tuple[str, ...] = DMCONTROL_TASKS + METAWORLD_TASKS + MYOSUITE_TASKS + MANISKILL_TASKS
 """Every named task :func:`make_env` accepts; besides them, ``gym:<id>`` wraps any registered
 Gymnasium environment with continuous actions (:mod:`mbdpo.envs.gym`)."""
 
@@ -30,25 +45,31 @@ def _require_known(task: str) -> None:
                                f"environment)")
 
 
+def _suite(task: str) -> type[SuiteEnv] | None:
+    """The environment class of ``task``'s optional suite; None for DMControl and gym: tasks."""
+    return next((env_class for tasks, env_class in SUITES.items() if task in tasks), None)
+
+
 def make_env(task: str, seed: int) -> gymnasium.Env:
     """Build the environment of ``task``, its initial states seeded by ``seed``.
 
     Raises:
         UnknownTaskError: If ``task`` is neither in :data:`TASKS` nor a usable ``gym:<id>``.
+        MissingSuiteError: If the task's optional suite is not installed or cannot run here.
     """
     _require_known(task)
     if task.startswith("gym:"):
         from mbdpo.envs.gym import GymEnv
 
         return GymEnv(task, seed)
-    if task in METAWORLD_TASKS:
-        return metaworld.MetaWorldEnv(task, seed)
-    return DMControlEnv(task, seed)
+    suite = _suite(task)
+    return DMControlEnv(task, seed) if suite is None else suite(task, seed)
 
 
 def available(task: str) -> bool:
-    """Whether :func:`make_env` can build ``task`` on this install (its optional suite is there)."""
-    return task not in METAWORLD_TASKS or metaworld.installed()
+    """Whether the simulator suite of ``task`` is installed (ManiSkill may still fail to start without Vulkan)."""
+    suite = _suite(task)
+    return suite is None or importlib.util.find_spec(suite.module) is not None
 
 
 def episode_length(task: str) -> int:
@@ -62,4 +83,5 @@ def episode_length(task: str) -> int:
         env = make_env(task, 0)
         env.close()
         return env.episode_length
-    return metaworld.EPISODE_LENGTH if task in METAWORLD_TASKS else EPISODE_LENGTH
+    suite = _suite(task)
+    return EPISODE_LENGTH if suite is None else suite.episode_length

@@ -154,6 +154,7 @@ class DMControlEnv(gymnasium.Env):
     metadata = {"render_modes": []}
     episode_length = EPISODE_LENGTH
     action_repeat = ACTION_REPEAT
+    can_terminate = False
 
     def __init__(self, task: str, seed: int) -> None:
         """Load ``task`` (a name from :data:`DMCONTROL_TASKS`) seeded with ``seed``."""

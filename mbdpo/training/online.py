@@ -60,7 +60,7 @@ class OnlineTrainer:
         else:
             self.task_index = None
             obs_dim, action_dim = self.env.observation_space.shape[0], self.env.action_space.shape[0]
-            if getattr(self.env, "can_terminate", False):  # gym: tasks whose episodes can end early
+            if self.env.can_terminate:  # e.g. ManiSkill and gym: tasks whose episodes can end early
                 cfg = dataclasses.replace(cfg, episodic=True)
             cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
         self.cfg = cfg
