@@ -9,6 +9,7 @@ and asks the planner for an action, by Monte Carlo or with the score network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from mbdpo.config import Config, torch_device
 from mbdpo.errors import ConfigError
 from mbdpo.data.buffer import Batch
 from mbdpo.losses import consistency_loss, policy_loss, reward_loss, td_target, termination_loss, value_loss
+from mbdpo.model.functional import random_shift
 from mbdpo.model.running import RunningScale
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
@@ -111,7 +113,12 @@ class Agent:
 
     # --- learning -------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update of every component; returns detached loss values."""
+        """One update of every component; returns detached loss values.
+
+        Image observations are randomly shifted first (ALGORITHM.md section 1), each frame stack on its own.
+        """
+        if self.cfg.obs == "rgb":
+            batch = dataclasses.replace(batch, obs=random_shift(batch.obs))
         metrics, latents = self._update_model(batch)
         metrics.update(self._update_policy(latents, batch.task))
         self.model.update_targets()

@@ -103,7 +103,7 @@ def eval_command(tokens: list[str]) -> None:
         return
     if options.task not in ("", cfg.task):
         raise ConfigError(f"task={options.task!r}: this checkpoint is single-task ({cfg.task})")
-    results = evaluate(agent, make_env(cfg.task, seed), options.episodes, seed)
+    results = evaluate(agent, make_env(cfg.task, seed, cfg.obs), options.episodes, seed)
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
           f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import torch
 
+from mbdpo.envs.dmcontrol import DMCONTROL_TASKS
+from mbdpo.envs.pixels import IMAGE_SIZE
 from mbdpo.envs.task_sets import is_task_set, padded_dims, task_shape
 from mbdpo.errors import ConfigError, closest
 
@@ -52,7 +54,7 @@ class Config:
     # --- run -----------------------------------------------------------------
     task: str = "cartpole-swingup"  # a task, or a multi-task set (mt30, mt80) trained offline from data_dir
     data_dir: str = ""  # offline multi-task training: the folder of the data set's chunk_*.pt files
-    obs: Literal["state"] = "state"
+    obs: Literal["state", "rgb"] = "state"  # rgb: 3 stacked 64x64 frames of a DMControl task (section 1)
     seed: int = 1
     steps: int = 100_000
     device: str = "auto"
@@ -62,6 +64,7 @@ class Config:
     log_freq: int = 1_000  # offline training: updates between rows of train.csv
     eval_episodes: int = 10
     save_buffer: bool = True
+    save_video: bool = False  # write the first evaluation episode of each evaluation to videos/<step>.mp4
     wandb: bool = False
     wandb_project: str = "mbdpo"
     progress: bool = True
@@ -140,7 +143,7 @@ class Config:
     buffer_size: int = 1_000_000
 
     # --- fields derived at resolution (not user-settable) ----------------------
-    obs_dim: int = field(default=0, metadata={"derived": True})
+    obs_dim: int = field(default=0, metadata={"derived": True})  # state features, or stacked colour channels
     action_dim: int = field(default=0, metadata={"derived": True})
     episode_length: int = field(default=0, metadata={"derived": True})
     discount: float = field(default=0.0, metadata={"derived": True})
@@ -222,6 +225,11 @@ class Config:
     def multitask(self) -> bool:
         return self.num_tasks > 1
 
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """One observation's shape: ``(obs_dim,)`` state features, or ``(channels, 64, 64)`` frames."""
+        return (self.obs_dim, IMAGE_SIZE, IMAGE_SIZE) if self.obs == "rgb" else (self.obs_dim,)
+
     def validate(self) -> None:
         """Range checks that a type alone cannot express."""
         positive = [
@@ -257,6 +265,8 @@ class Config:
             raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
+        if self.obs == "rgb" and self.task not in DMCONTROL_TASKS:
+            raise ConfigError(f"obs=rgb is for single DMControl tasks (e.g. walker-walk), not task={self.task}")
         if self.data_dir and not is_task_set(self.task):
             raise ConfigError(f"data_dir= is for offline multi-task training (task=mt30 or mt80), not task={self.task}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

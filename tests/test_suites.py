@@ -3,6 +3,7 @@
 import importlib.util
 
 import gymnasium
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 from gymnasium import spaces
@@ -138,8 +139,20 @@ def test_every_maniskill_task_is_registered_and_lift_cube_names_its_replacement(
 def test_a_short_run_on_a_myosuite_task_reports_success(tmp_path):
     pytest.importorskip("myosuite", reason="MyoSuite is optional: pip install 'mbdpo[myosuite]'")
     result = run_cli("train", *TINY, "task=myo-reach", "steps=300", "seed_steps=200", "eval_freq=300",
-                     f"run_dir={tmp_path}")
+                     "save_video=true", f"run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 300]
     assert all(0.0 <= float(r["episode_success"]) <= 1.0 and int(float(r["episode_length"])) == 100 for r in evals)
+    assert len(imageio.mimread(tmp_path / "videos" / "300.mp4", memtest=False)) == 101
+
+
+def test_videos_without_their_writer_are_refused_before_the_run_starts(monkeypatch, tmp_path):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "imageio_ffmpeg"
+                        else find_spec(name, *args))
+    cfg = Config.from_overrides({"task": "cartpole-balance", "save_video": "true", "run_dir": str(tmp_path / "run")})
+    with pytest.raises(MissingSuiteError, match=r"^save_video=true needs imageio_ffmpeg, which is not installed: "
+                                                r"pip install 'mbdpo\[video\]'$"):
+        mbdpo.train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -35,7 +35,7 @@ def manifold():
 @torch.no_grad()
 def episode_latents(agent: Agent, episodes: int, seed: int) -> list[np.ndarray]:
     """Encoded states ``[T+1, L]`` of ``episodes`` evaluation episodes of the agent's task."""
-    env = make_env(agent.cfg.task, seed)
+    env = make_env(agent.cfg.task, seed, agent.cfg.obs)
     latents = []
     for index in range(episodes):
         episode = play_episode(agent, env, episode_seed(seed, "eval", index))

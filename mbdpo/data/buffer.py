@@ -27,7 +27,7 @@ ARRAYS = ("obs", "action", "reward", "terminated", "episode_start", "episode_row
 class Batch:
     """Windows of H+1 steps, time-major.
 
-    obs ``[H+1, B, obs_dim]``; action, reward, terminated ``[H, B, ·]``:
+    obs ``[H+1, B, obs_dim]`` (or ``[H+1, B, C, 64, 64]`` ``uint8`` frames); action, reward, terminated ``[H, B, ·]``:
     ``action[t]`` leads from ``obs[t]`` to ``obs[t+1]`` and earns ``reward[t]``.
     """
 
@@ -46,9 +46,12 @@ class ReplayBuffer:
     it fills.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, horizon: int):
+    def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_dim: int, horizon: int,
+                 obs_dtype: type = np.float32):
+        """``obs_shape``: one observation's shape (an int for a vector); images are stored as ``obs_dtype=np.uint8``."""
         self.capacity, self.horizon = capacity, horizon
-        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.obs = np.zeros((capacity, *shape), dtype=obs_dtype)
         self.action = np.zeros((capacity, action_dim), dtype=np.float32)
         self.reward = np.zeros((capacity,), dtype=np.float32)
         self.terminated = np.zeros((capacity,), dtype=np.float32)
@@ -134,12 +137,12 @@ class ReplayBuffer:
                 arrays = {key: data[key] for key in ARRAYS}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise CheckpointError(f"replay buffer {str(path)!r} is truncated or corrupt ({first_line(error)})") from None
-        used, obs_dim = arrays["obs"].shape
+        used, obs_shape = len(arrays["obs"]), arrays["obs"].shape[1:]
         action_dim = arrays["action"].shape[1]
-        if used > self.capacity or obs_dim != self.obs.shape[1] or action_dim != self.action.shape[1]:
+        if used > self.capacity or obs_shape != self.obs.shape[1:] or action_dim != self.action.shape[1]:
             raise CheckpointError(
-                f"replay buffer {str(path)!r} holds {used} rows of obs {obs_dim} / action {action_dim}; this run "
-                f"has {self.capacity} rows of obs {self.obs.shape[1]} / action {self.action.shape[1]}"
+                f"replay buffer {str(path)!r} holds {used} rows of obs {obs_shape} / action {action_dim}; this run "
+                f"has {self.capacity} rows of obs {self.obs.shape[1:]} / action {self.action.shape[1]}"
             )
         for key in ("obs", "action", "reward", "terminated"):
             getattr(self, key)[:used] = arrays[key]

@@ -20,6 +20,7 @@ from mbdpo.envs.dmcontrol import DMCONTROL_TASKS, EPISODE_LENGTH, DMControlEnv
 from mbdpo.envs.maniskill import MANISKILL_TASKS
 from mbdpo.envs.metaworld import METAWORLD_TASKS
 from mbdpo.envs.myosuite import MYOSUITE_TASKS
+from mbdpo.envs.pixels import PixelObservations
 from mbdpo.envs.suite import SuiteEnv
 from mbdpo.errors import UnknownTaskError, closest
 
@@ -50,8 +51,11 @@ def _suite(task: str) -> type[SuiteEnv] | None:
     return next((env_class for tasks, env_class in SUITES.items() if task in tasks), None)
 
 
-def make_env(task: str, seed: int) -> gymnasium.Env:
+def make_env(task: str, seed: int, obs: str = "state") -> gymnasium.Env:
     """Build the environment of ``task``, its initial states seeded by ``seed``.
+
+    ``obs="rgb"`` gives a DMControl task's stacked camera frames instead of its
+    state (:mod:`mbdpo.envs.pixels`).
 
     Raises:
         UnknownTaskError: If ``task`` is neither in :data:`TASKS` nor a usable ``gym:<id>``.
@@ -63,7 +67,9 @@ def make_env(task: str, seed: int) -> gymnasium.Env:
 
         return GymEnv(task, seed)
     suite = _suite(task)
-    return DMControlEnv(task, seed) if suite is None else suite(task, seed)
+    if suite is not None:
+        return suite(task, seed)
+    return PixelObservations(DMControlEnv(task, seed)) if obs == "rgb" else DMControlEnv(task, seed)
 
 
 def available(task: str) -> bool:

@@ -151,7 +151,7 @@ class DMControlEnv(gymnasium.Env):
     no success signal.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"]}
     episode_length = EPISODE_LENGTH
     action_repeat = ACTION_REPEAT
     can_terminate = False
@@ -209,6 +209,12 @@ class DMControlEnv(gymnasium.Env):
             self._steps = None
         observation = flatten_observation(time_step.observation)
         return observation, reward, False, truncated, {"success": 0.0}
+
+    def render(self, height: int = 256, width: int = 256) -> np.ndarray:
+        """The current frame of the task's camera as ``uint8`` RGB ``(height, width, 3)``."""
+        from mbdpo.envs.pixels import camera_id
+
+        return self._env.physics.render(height, width, camera_id=camera_id(self.task))
 
     def close(self) -> None:
         """Release the dm_control environment."""

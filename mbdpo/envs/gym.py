@@ -22,7 +22,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from mbdpo.errors import UnknownTaskError, closest
+from mbdpo.envs.dmcontrol import use_headless_rendering
+from mbdpo.errors import MissingSuiteError, UnknownTaskError, closest, first_line
 
 PREFIX = "gym:"
 # Environment ids (without version) whose episodes only ever end by the time limit.
@@ -45,8 +46,9 @@ class GymEnv(gymnasium.Wrapper):
     def __init__(self, task: str, seed: int):
         env_id = gym_id(task)
         _check_registered(env_id)
+        use_headless_rendering()
         try:
-            env = gymnasium.make(env_id)
+            env = gymnasium.make(env_id, render_mode="rgb_array")
         except (gymnasium.error.DependencyNotInstalled, ImportError) as error:
             raise UnknownTaskError(f"task {task!r} needs a package that is not installed ({error}); "
                                    f"for MuJoCo environments: pip install 'mbdpo[gym]'") from None
@@ -71,6 +73,14 @@ class GymEnv(gymnasium.Wrapper):
         self.action_space = spaces.Box(-1.0, 1.0, shape=env.action_space.shape, dtype=np.float32)
         self._seed = seed
         self._seeded = False
+
+    def render(self) -> np.ndarray:
+        """The current frame as RGB ``uint8`` (for evaluation videos)."""
+        try:
+            return self.env.render()
+        except gymnasium.error.DependencyNotInstalled as error:
+            raise MissingSuiteError(f"rendering task {self.task!r} needs a package that is not installed "
+                                    f"({first_line(error)})") from None
 
     @property
     def can_terminate(self) -> bool:

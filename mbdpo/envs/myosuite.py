@@ -15,6 +15,7 @@ MyoSuite is an optional suite: ``pip install 'mbdpo[myosuite]'``.
 from __future__ import annotations
 
 import gymnasium
+import numpy as np
 
 from mbdpo.envs.suite import SuiteEnv, import_suite
 
@@ -50,6 +51,13 @@ class MyoSuiteEnv(SuiteEnv):
         import_suite(task, self.module, INSTALL)
         # The bare environment: mbdpo keeps the episode length, not MyoSuite's TimeLimit.
         super().__init__(task, gymnasium.make(MYOSUITE_IDS[task], disable_env_checker=True).unwrapped, seed)
+        self._renderer = None
 
-    def render(self):
-        return self._env.sim.renderer.render_offscreen(width=256, height=256, camera_id=0)
+    def render(self) -> np.ndarray:
+        """The hand seen from MyoSuite's first camera, 256x256 RGB."""
+        if self._renderer is None:
+            import mujoco
+
+            self._renderer = mujoco.Renderer(self._env.mj_model, 256, 256)
+        self._renderer.update_scene(self._env.mj_data, camera=0)
+        return self._renderer.render()

@@ -21,6 +21,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from mbdpo.envs.dmcontrol import use_headless_rendering
 from mbdpo.errors import MissingSuiteError
 
 
@@ -30,6 +31,7 @@ def import_suite(task: str, module: str, install: str) -> None:
     Raises:
         MissingSuiteError: naming ``install``, if the package is not installed.
     """
+    use_headless_rendering()  # before the suite imports mujoco
     if importlib.util.find_spec(module.partition(".")[0]) is None:
         raise MissingSuiteError(f"task {task!r} needs {module.partition('.')[0]}, which is not installed: {install}")
     importlib.import_module(module)

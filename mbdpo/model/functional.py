@@ -114,3 +114,20 @@ def squashed_gaussian_sample(
 def squash_log_std(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """Map an unbounded network output into [low, high] with a tanh."""
     return low + 0.5 * (high - low) * (torch.tanh(raw) + 1)
+
+
+def random_shift(images: torch.Tensor, pad: int = 3, shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Shift each image by up to ``pad`` pixels, filling the border by replication (ALGORITHM.md section 1).
+
+    ``images`` ``[..., C, H, W]``; each image gets its own shift, drawn
+    uniformly from ``{0, ..., 2 pad}`` per axis unless ``shifts``
+    ``[N, 2]`` (rows, columns; N = number of images) is given. A shift of
+    ``(pad, pad)`` leaves an image unchanged.
+    """
+    flat = images.reshape(-1, *images.shape[-3:])
+    count, channels, height, width = flat.shape
+    if shifts is None:
+        shifts = torch.randint(0, 2 * pad + 1, (count, 2), device=images.device)
+    padded = F.pad(flat.float(), (pad, pad, pad, pad), mode="replicate").to(flat.dtype)
+    crops = [image[:, row : row + height, col : col + width] for image, (row, col) in zip(padded, shifts.tolist())]
+    return torch.stack(crops).reshape(images.shape)

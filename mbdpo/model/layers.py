@@ -86,6 +86,32 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def conv_encoder(channels: int, latent_dim: int, output_activation: nn.Module, width: int = 32) -> nn.Sequential:
+    """The pixel encoder of ALGORITHM.md section 1, for 64x64 images with ``channels`` stacked colour channels.
+
+    Four convolutions (``width`` channels, kernels 7, 5, 3, 3, strides 2, 2,
+    2, 1, ReLU) take a 64x64 image to 4x4, flattened to ``16 * width`` = 512
+    features. When ``latent_dim`` differs (smaller model presets), a linear
+    layer maps them to it. ``output_activation`` (SimNorm) ends the encoder.
+    Inputs are ``uint8`` pixels (or floats in [0, 255]), scaled to [-0.5, 0.5].
+    """
+    layers: list[nn.Module] = [PixelScale()]
+    for in_channels, kernel, stride in ((channels, 7, 2), (width, 5, 2), (width, 3, 2), (width, 3, 1)):
+        layers += [nn.Conv2d(in_channels, width, kernel, stride), nn.ReLU()]
+    layers.append(nn.Flatten())
+    if 16 * width != latent_dim:
+        layers.append(nn.Linear(16 * width, latent_dim))
+    layers.append(output_activation)
+    return nn.Sequential(*layers)
+
+
+class PixelScale(nn.Module):
+    """``uint8`` pixels in [0, 255] -> floats in [-0.5, 0.5]."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels.float() / 255.0 - 0.5
+
+
 class EnsembleLinear(nn.Module):
     """``num`` independent linear layers applied in one batched matmul.
 

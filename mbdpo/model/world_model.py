@@ -1,7 +1,7 @@
 """The TD-MPC2-style latent world model with MBDPO's energy head (ALGORITHM.md sections 1-2).
 
 Components, all acting on SimNorm latent states z:
-    encoder      h(o) -> z
+    encoder      h(o) -> z (an MLP of state observations, or convolutions of stacked frames with obs=rgb)
     dynamics     d(z, a) -> z'
     reward       R(z, a) -> two-hot logits
     Q ensemble   Q_k(z, a) -> two-hot logits, with Polyak-averaged targets
@@ -26,7 +26,8 @@ import torch.nn as nn
 
 from mbdpo.config import Config
 from mbdpo.model.functional import squash_log_std, squashed_gaussian_sample, two_hot_decode
-from mbdpo.model.layers import EnsembleMLP, SimNorm, count_parameters, init_weights, mlp, zero_output_layer
+from mbdpo.model.layers import (EnsembleMLP, SimNorm, conv_encoder, count_parameters, init_weights, mlp,
+                                zero_output_layer)
 from mbdpo.model.running import RunningMeanStd
 
 
@@ -38,7 +39,11 @@ class WorldModel(nn.Module):
         obs, latent = cfg.obs_dim + cfg.task_dim, cfg.latent_dim + cfg.task_dim
         latent_action = latent + cfg.action_dim
         self.task_embedding = nn.Embedding(cfg.num_tasks, cfg.task_dim, max_norm=1) if cfg.task_dim else None
-        self.encoder = mlp(obs, [cfg.enc_dim] * (cfg.num_enc_layers - 1), cfg.latent_dim, output_activation=simnorm)
+        if cfg.obs == "rgb":
+            self.encoder = conv_encoder(cfg.obs_dim, cfg.latent_dim, output_activation=simnorm)
+        else:
+            self.encoder = mlp(obs, [cfg.enc_dim] * (cfg.num_enc_layers - 1), cfg.latent_dim,
+                               output_activation=simnorm)
         self.dynamics = mlp(latent_action, hidden, cfg.latent_dim, output_activation=simnorm)
         self.reward_head = mlp(latent_action, hidden, cfg.num_bins)
         self.policy_head = mlp(latent, hidden, 2 * cfg.action_dim)
@@ -72,6 +77,10 @@ class WorldModel(nn.Module):
         return self.discounts[task].unsqueeze(-1) if self.cfg.multitask else self.cfg.discount
 
     def encode(self, obs: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent states of observations ``[..., obs_dim]``, or of stacked frames ``[..., C, 64, 64]``."""
+        if self.cfg.obs == "rgb":
+            images = obs.reshape(-1, *obs.shape[-3:])
+            return self.encoder(images).reshape(*obs.shape[:-3], self.cfg.latent_dim)
         return self.encoder(self._inputs(obs, task=task))
 
     def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium
 import numpy as np
 
 from mbdpo.agent import Agent
 from mbdpo.diagnostics import episode_diagnostics
-from mbdpo.envs import make_env
+from mbdpo.envs import MANISKILL_TASKS, METAWORLD_TASKS, MYOSUITE_TASKS, make_env
 from mbdpo.envs.padding import PaddedEnv
+from mbdpo.training.video import write_video
+
+SUCCESS_RATED_TASKS = frozenset(METAWORLD_TASKS + MYOSUITE_TASKS + MANISKILL_TASKS)
 
 
 EPISODE_STREAMS = {"train": 0, "eval": 1, "collect": 2}
@@ -34,15 +38,18 @@ class Episode:
 
 
 def play_episode(
-    agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None, explore: bool = False
+    agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None, explore: bool = False,
+    frames: list[np.ndarray] | None = None,
 ) -> Episode:
     """One episode of the agent acting (as task index ``task`` if multi-task), without exploration noise
-    unless ``explore``."""
+    unless ``explore``; appends the rendered frames to ``frames`` when given."""
     obs, _ = env.reset(seed=seed)
     agent.reset()
     observations, actions, rewards, terminals = [obs], [], [], []
     success, done = 0.0, False
     while not done:
+        if frames is not None:
+            frames.append(env.render())
         action = agent.act(obs, explore=explore, task=task)
         obs, reward, terminated, truncated, info = env.step(action)
         observations.append(obs)
@@ -54,9 +61,18 @@ def play_episode(
     return Episode(np.stack(observations), np.stack(actions), np.array(rewards), np.array(terminals), success)
 
 
-def run_episode(agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None) -> dict[str, float]:
-    """One evaluation episode; returns its reward, success, length and the diagnostics of its actions."""
-    episode = play_episode(agent, env, seed, task)
+def run_episode(
+    agent: Agent, env: gymnasium.Env, seed: int, task: int | None = None, video: Path | None = None
+) -> dict[str, float]:
+    """One evaluation episode; returns its reward, success, length and the diagnostics of its actions.
+
+    With ``video``, its frames are written there as an MP4.
+    """
+    frames: list[np.ndarray] | None = [] if video else None
+    episode = play_episode(agent, env, seed, task, frames=frames)
+    if video:
+        frames.append(env.render())
+        write_video(video, frames)
     diagnostics = episode_diagnostics(agent.model, episode.observations, episode.actions, episode.rewards,
                                       episode.terminals, task)
     return {"episode_reward": float(episode.rewards.sum()), "episode_success": episode.success,
@@ -64,10 +80,12 @@ def run_episode(agent: Agent, env: gymnasium.Env, seed: int, task: int | None = 
 
 
 def evaluate(
-    agent: Agent, env: gymnasium.Env, episodes: int, seed: int, task: int | None = None
+    agent: Agent, env: gymnasium.Env, episodes: int, seed: int, task: int | None = None, video: Path | None = None
 ) -> list[dict[str, float]]:
-    """Run ``episodes`` evaluation episodes with reproducible initial states."""
-    return [run_episode(agent, env, episode_seed(seed, "eval", i), task) for i in range(episodes)]
+    """Run ``episodes`` evaluation episodes with reproducible initial states; with ``video``, the first
+    one is also written there as an MP4."""
+    return [run_episode(agent, env, episode_seed(seed, "eval", i), task, video if i == 0 else None)
+            for i in range(episodes)]
 
 
 def summarise(results: list[dict[str, float]]) -> dict[str, float]:
@@ -92,7 +110,8 @@ def evaluate_tasks(agent: Agent, tasks: list[int], episodes: int, seed: int) -> 
 
 
 def normalised_score(rows: list[dict[str, float | str]]) -> float:
-    """The multi-task score: DMControl return / 10 and MetaWorld success x 100, averaged over tasks."""
-    scores = [100 * float(row["episode_success"]) if str(row["task"]).startswith("mw-")
+    """The multi-task score: DMControl return / 10, and success x 100 for the suites rated by success
+    (MetaWorld, MyoSuite, ManiSkill), averaged over tasks."""
+    scores = [100 * float(row["episode_success"]) if str(row["task"]) in SUCCESS_RATED_TASKS
               else float(row["episode_reward"]) / 10 for row in rows]
     return float(np.mean(scores))

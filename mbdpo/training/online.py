@@ -28,6 +28,7 @@ from mbdpo.agent import Agent
 from mbdpo.checkpoint import save_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.training.video import require_video_writer
 from mbdpo.diagnostics import ExponentialAverage, episode_diagnostics
 from mbdpo.envs import make_env
 from mbdpo.envs.padding import PaddedEnv
@@ -39,6 +40,16 @@ from mbdpo.training.run_dir import (
 )
 
 BUFFER = "buffer.npz"
+
+
+def buffer_rows(cfg: Config) -> int:
+    """Rows of the replay buffer: ``buffer_size``, or fewer when the whole run fits in fewer.
+
+    A run stores a row per step plus an initial row per episode (at most one
+    episode per step), so ``2 steps + 1`` rows always suffice. Image runs
+    need this: a million rows of stacked frames would be 37 GB.
+    """
+    return min(cfg.buffer_size, 2 * cfg.steps + 1)
 
 
 class OnlineTrainer:
@@ -53,7 +64,7 @@ class OnlineTrainer:
 
     def __init__(self, cfg: Config, pretrained: Callable[[Agent], dict] | None = None):
         self.device = torch_device(cfg.device)
-        self.env, self.eval_env = make_env(cfg.task, cfg.seed), make_env(cfg.task, cfg.seed)
+        self.env, self.eval_env = make_env(cfg.task, cfg.seed, cfg.obs), make_env(cfg.task, cfg.seed, cfg.obs)
         if cfg.multitask:
             self.task_index = cfg.tasks.index(cfg.task)
             self.env, self.eval_env = (PaddedEnv(env, cfg.obs_dim, cfg.action_dim) for env in (self.env, self.eval_env))
@@ -64,13 +75,16 @@ class OnlineTrainer:
                 cfg = dataclasses.replace(cfg, episodic=True)
             cfg = cfg.resolve(obs_dim, action_dim, self.env.episode_length)
         self.cfg = cfg
+        if cfg.save_video:
+            require_video_writer()
         self.run_dir = choose_run_dir(cfg)
         checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
         seed_everything(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.agent = Agent(cfg, self.device)
-        self.buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+        self.buffer = ReplayBuffer(buffer_rows(cfg), cfg.obs_shape, cfg.action_dim, cfg.horizon,
+                                   obs_dtype=np.uint8 if cfg.obs == "rgb" else np.float32)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.random_steps = 0 if pretrained else cfg.seed_steps
         self.burst_pending, self.updates_from = pretrained is None, self.random_steps
@@ -238,7 +252,8 @@ class OnlineTrainer:
     def _evaluate_and_save(self, bar: tqdm) -> None:
         cfg = self.cfg
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
-        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index))
+        video = self.run_dir / "videos" / f"{self.step}.mp4" if cfg.save_video else None
+        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video))
         bar.set_description("training")
         self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")

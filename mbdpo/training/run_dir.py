@@ -27,7 +27,7 @@ CHECKPOINT = "checkpoint.pt"
 # Settings that may change when a run is resumed; any other difference is an error.
 RESUMABLE_CHANGES = {
     "steps", "device", "run_dir", "resume", "progress", "eval_freq", "eval_episodes",
-    "save_buffer", "wandb", "wandb_project", "data_dir", "log_freq",
+    "save_buffer", "save_video", "wandb", "wandb_project", "data_dir", "log_freq",
 }
 
 
