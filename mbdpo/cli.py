@@ -34,6 +34,7 @@ class EvalOptions:
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
     act_mode: Literal["run", "mc", "score"] = "run"  # run: as the run was acting when it saved
     task: str = ""  # multi-task checkpoints: one of its tasks, or its set (default: every task with an environment)
+    save_video: bool = False  # single-task checkpoints: the first episode as an MP4 next to the CSV
 
 
 @dataclass
@@ -89,6 +90,7 @@ def eval_command(tokens: list[str]) -> None:
     from mbdpo.envs import make_env
     from mbdpo.training.evaluate import evaluate, summarise
     from mbdpo.training.logger import CSVLog
+    from mbdpo.training.video import require_video_writer
 
     options = EvalOptions(**parse_values(parse_overrides(tokens, EvalOptions), EvalOptions))
     if not options.checkpoint:
@@ -103,18 +105,21 @@ def eval_command(tokens: list[str]) -> None:
         return
     if options.task not in ("", cfg.task):
         raise ConfigError(f"task={options.task!r}: this checkpoint is single-task ({cfg.task})")
-    results = evaluate(agent, make_env(cfg.task, seed, cfg.obs), options.episodes, seed)
+    out = Path(options.out) if options.out else Path(options.checkpoint).with_name("eval_checkpoint.csv")
+    if options.save_video:
+        require_video_writer()
+    video = out.with_suffix(".mp4") if options.save_video else None
+    results = evaluate(agent, make_env(cfg.task, seed, cfg.obs), options.episodes, seed, video=video)
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
           f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "
           f"acting with {agent.acting_mode}")
-    out = Path(options.out) if options.out else Path(options.checkpoint).with_name("eval_checkpoint.csv")
     row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],
            "mean_success": summary["episode_success"], "mean_length": summary["episode_length"]}
     CSVLog(out, resume_step=None).write(row)
-    print(f"written: {out}")
+    print(f"written: {out}" + (f" and {video}" if video else ""))
 
 
 def eval_tasks_command(agent, options: EvalOptions, seed: int) -> None:

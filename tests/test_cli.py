@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v2 as imageio
 import pytest
 import torch
 
@@ -67,11 +68,13 @@ def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
 
 def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
     out = tmp_path / "eval.csv"
-    result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2", f"out={out}", "device=cpu")
+    result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2", f"out={out}", "device=cpu",
+                   "save_video=true")
     assert result.returncode == 0, result.stderr
     assert "cartpole-swingup: return" in result.stdout and "+-" in result.stdout
     (row,) = rows(out)
     assert row["episodes"] == "2" and float(row["std_reward"]) >= 0
+    assert len(imageio.mimread(out.with_suffix(".mp4"), memtest=False)) == 501
 
 
 def test_python_api_agent_acts(short_run):
