@@ -113,6 +113,8 @@ def collect(options: CollectOptions) -> list[Path]:
             env = PaddedEnv(env, actor.cfg.obs_dim, actor.cfg.action_dim)
         elif actor.cfg.task != options.task:
             raise ConfigError(f"the checkpoint was trained on {actor.cfg.task}, not task={options.task}")
+        if actor.cfg.obs != "state":
+            raise ConfigError(f"the checkpoint acts from obs={actor.cfg.obs}; the data-set format holds states")
 
     out, written = Path(options.out), []
     first = next_chunk_index(out) if out.exists() else 0
