@@ -50,7 +50,7 @@ def make_maniskill(task: str) -> gymnasium.Env:
     if env_id is None:
         raise MissingSuiteError(f"task {task!r} was ManiSkill 2's LiftCube-v0, which ManiSkill 3 does not have; "
                                 f"the nearest ManiSkill 3 task is 'pick-cube'")
-    import_suite(task, "mani_skill.envs", INSTALL)
+    import_suite(task, "mani_skill.envs", INSTALL)  # registers ManiSkill's environments
     from mani_skill.utils.wrappers.gymnasium import CPUGymWrapper
 
     try:
@@ -72,5 +72,5 @@ class ManiSkillEnv(SuiteEnv):
     success_key = "success"
     module = "mani_skill"
 
-    def __init__(self, task: str, seed: int):
-        super().__init__(task, make_maniskill(task), seed)
+    def make_suite_env(self, task: str, seed: int) -> gymnasium.Env:
+        return make_maniskill(task)

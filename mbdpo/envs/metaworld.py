@@ -46,10 +46,10 @@ class MetaWorldEnv(SuiteEnv):
     success_key = "success"
     module = "metaworld"
 
-    def __init__(self, task: str, seed: int):
+    def make_suite_env(self, task: str, seed: int) -> gymnasium.Env:
         import_suite(task, self.module, INSTALL)
-        super().__init__(task, gymnasium.make("Meta-World/MT1", env_name=env_name(task), seed=seed,
-                                              render_mode="rgb_array", disable_env_checker=True), seed)
+        return gymnasium.make("Meta-World/MT1", env_name=env_name(task), seed=seed, render_mode="rgb_array",
+                              disable_env_checker=True)
 
     def _reset_suite(self, seed: int | None) -> np.ndarray:
         """MetaWorld draws the goal from the task's 50 goal positions (fixed by

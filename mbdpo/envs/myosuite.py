@@ -46,12 +46,12 @@ class MyoSuiteEnv(SuiteEnv):
     can_terminate = False
     success_key = "solved"
     module = "myosuite"
+    _renderer = None
 
-    def __init__(self, task: str, seed: int):
+    def make_suite_env(self, task: str, seed: int) -> gymnasium.Env:
         import_suite(task, self.module, INSTALL)
         # The bare environment: mbdpo keeps the episode length, not MyoSuite's TimeLimit.
-        super().__init__(task, gymnasium.make(MYOSUITE_IDS[task], disable_env_checker=True).unwrapped, seed)
-        self._renderer = None
+        return gymnasium.make(MYOSUITE_IDS[task], disable_env_checker=True).unwrapped
 
     def render(self) -> np.ndarray:
         """The hand seen from MyoSuite's first camera, 256x256 RGB."""

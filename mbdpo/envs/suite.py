@@ -43,7 +43,8 @@ class SuiteEnv(gymnasium.Env):
     The first reset without a seed uses the constructor's ``seed``; later
     unseeded resets continue that stream.
 
-    Subclasses set the class attributes and may override :meth:`_reset_suite`.
+    Subclasses set the class attributes, import the suite and build its
+    environment in :meth:`make_suite_env`, and may override :meth:`_reset_suite`.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -55,13 +56,18 @@ class SuiteEnv(gymnasium.Env):
     module: str
     """The suite's Python package, which says whether it is installed."""
 
-    def __init__(self, task: str, env: gymnasium.Env, seed: int):
+    def __init__(self, task: str, seed: int):
+        env = self.make_suite_env(task, seed)
         self.task = task
         self._seed: int | None = seed
         self._env = env
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=env.observation_space.shape, dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=env.action_space.shape, dtype=np.float32)
         self._steps: int | None = None
+
+    def make_suite_env(self, task: str, seed: int) -> gymnasium.Env:
+        """The suite's own environment of ``task`` (importing the suite with :func:`import_suite`)."""
+        raise NotImplementedError
 
     def _reset_suite(self, seed: int | None) -> np.ndarray:
         """Reset the suite's environment and return its first observation."""
