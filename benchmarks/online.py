@@ -7,10 +7,13 @@
   Monte-Carlo acting (the core runs, same seed).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
+- ``domains``: MBDPO vs TD-MPC2 on mw-reach and myo-reach (success rate),
+  and MBDPO on walker-walk from pixels (obs=rgb, batch 64); 10k steps.
 
     python benchmarks/online.py --suite core                 # round-robin until --steps
     python benchmarks/online.py --suite core --only diffusion-cpu,mppi
     python benchmarks/online.py --suite ablation --steps 10000
+    python benchmarks/online.py --suite domains --steps 10000
     python benchmarks/online.py --report-only                # rebuild results/ from the run dirs
 
 Runs are trained in chunks of ``--chunk`` steps, round-robin, so that all of
@@ -42,6 +45,8 @@ COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "pr
 MC_CPU = {"planner": "diffusion", "planner_preset": "cpu"}
 TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
+SUCCESS_TASKS = ("mw-reach", "myo-reach")
+PIXELS = {**MC_CPU, "obs": "rgb", "batch_size": 64}
 
 
 def ablation(diffusion_steps: int, num_samples: int) -> dict:
@@ -57,12 +62,16 @@ RUNS: dict[tuple[str, str], dict] = {
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(5, 256), (10, 256), (20, 256), (5, 64), (5, 512)]},
+    **{(task, "diffusion-cpu"): MC_CPU for task in SUCCESS_TASKS},
+    **{(task, "mppi-tdmpc2"): TDMPC2 for task in SUCCESS_TASKS},
+    ("walker-walk", "diffusion-cpu-rgb"): PIXELS,
 }
 SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "mppi-tdmpc2", "diffusion-paper")],
     "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-score",
                                                  "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
+    "domains": [key for key in RUNS if key[0] in SUCCESS_TASKS or key[1] == "diffusion-cpu-rgb"],
 }
 
 
@@ -83,7 +92,8 @@ def collect(runs_dir: Path) -> None:
         evals, trains = read_csv(run_dir / "eval.csv"), read_csv(run_dir / "train.csv")
         if not evals:
             continue
-        curves += [{"task": task, "run": name, "step": r["step"], "reward": r["episode_reward"]} for r in evals]
+        curves += [{"task": task, "run": name, "step": r["step"], "reward": r["episode_reward"],
+                    "success": r["episode_success"]} for r in evals]
         summary.append(summarise_run(task, name, evals, trains))
     write_csv(RESULTS / "online_eval.csv", curves)
     write_csv(RESULTS / "online_summary.csv", summary)
@@ -110,12 +120,13 @@ def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
 
 
 def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float]]:
-    """Mean published return per step (seeds averaged), up to 100k steps."""
+    """Mean published return (success tasks: success in percent) per step, seeds averaged, up to 100k steps."""
     curve = reference_curve(algorithm, task)
     if curve is None:
         return [], []
     shown = (curve.steps > 0) & (curve.steps <= 100_000)
-    return curve.steps[shown].tolist(), curve.mean[shown].tolist()
+    scale = 100 if task in SUCCESS_TASKS and not algorithm.startswith("mbdpo") else 1  # mbdpo files hold percent
+    return curve.steps[shown].tolist(), (scale * curve.mean[shown]).tolist()
 
 
 def plot(curves: list[dict], suite: str) -> None:
@@ -125,14 +136,20 @@ def plot(curves: list[dict], suite: str) -> None:
     tasks = sorted({task for task, _ in runs})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
+        success = task in SUCCESS_TASKS
+        pixels = any(n.endswith("-rgb") for t, n in runs if t == task)
         for name in sorted({n for t, n in runs if t == task}):
-            points = [(int(c["step"]), float(c["reward"])) for c in curves if c["task"] == task and c["run"] == name]
+            points = [(int(c["step"]), 100 * float(c["success"]) if success else float(c["reward"]))
+                      for c in curves if c["task"] == task and c["run"] == name]
             if points:
                 ax.plot(*zip(*points), marker="o", label=f"ours: {name}")
         for algorithm, marker in (("mbdpo", "^"), ("tdmpc2", "v")):
-            steps, rewards = reference_points(algorithm, task)
-            ax.scatter(steps, rewards, marker=marker, label=f"published {algorithm}", alpha=0.6)
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, 105_000), ylim=(0, 1000))
+            algorithm += "-pixels" if pixels else ""
+            steps, values = reference_points(algorithm, task)
+            ax.scatter(steps, values, marker=marker, label=f"published {algorithm}", alpha=0.6)
+        ax.set(title=task + (" (pixels)" if pixels else ""), xlabel="environment steps",
+               ylabel="eval success (%)" if success else "eval return", xlim=(0, 105_000),
+               ylim=(0, 100 if success else 1000))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / f"online_{suite}.png", dpi=100)
