@@ -23,6 +23,11 @@ from mbdpo.errors import CheckpointError, first_line
 ARRAYS = ("obs", "action", "reward", "terminated", "episode_start", "episode_rows", "counters")
 
 
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``(3,)`` -> ``3``, ``(9, 64, 64)`` -> ``9x64x64``."""
+    return "x".join(str(size) for size in shape)
+
+
 @dataclass
 class Batch:
     """Windows of H+1 steps, time-major.
@@ -141,8 +146,9 @@ class ReplayBuffer:
         action_dim = arrays["action"].shape[1]
         if used > self.capacity or obs_shape != self.obs.shape[1:] or action_dim != self.action.shape[1]:
             raise CheckpointError(
-                f"replay buffer {str(path)!r} holds {used} rows of obs {obs_shape} / action {action_dim}; this run "
-                f"has {self.capacity} rows of obs {self.obs.shape[1:]} / action {self.action.shape[1]}"
+                f"replay buffer {str(path)!r} holds {used} rows of obs {shape_text(obs_shape)} / action {action_dim}; "
+                f"this run has {self.capacity} rows of obs {shape_text(self.obs.shape[1:])} / action "
+                f"{self.action.shape[1]}"
             )
         for key in ("obs", "action", "reward", "terminated"):
             getattr(self, key)[:used] = arrays[key]
