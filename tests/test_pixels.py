@@ -1,6 +1,5 @@
 """Image observations (obs=rgb): frames, the convolutional encoder, shift augmentation, uint8 replay, training."""
 
-import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
@@ -72,11 +71,8 @@ def test_replay_keeps_frames_as_uint8_and_pixels_are_refused_where_unsupported(t
 def test_a_short_run_from_pixels_evaluates(tmp_path):
     # One 500-step episode; a batch of 4 windows keeps the convolutions cheap on a CPU.
     result = mbdpo("train", *TINY, "task=cartpole-balance", "obs=rgb", "steps=500", "seed_steps=100",
-                   "batch_size=4", "energy_negatives=2", "eval_freq=500", "save_video=true", f"run_dir={tmp_path}")
+                   "batch_size=4", "energy_negatives=2", "eval_freq=500", f"run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 500] and all(float(r["episode_reward"]) > 0 for r in evals)
-    for step in (0, 500):  # the first evaluation episode of each evaluation, every frame of it
-        frames = imageio.mimread(tmp_path / "videos" / f"{step}.mp4", memtest=False)
-        assert len(frames) == 501 and frames[0].shape == (256, 256, 3)
     assert '"obs": "rgb"' in (tmp_path / "config.json").read_text()

@@ -144,7 +144,9 @@ def test_a_short_run_on_a_myosuite_task_reports_success(tmp_path):
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 300]
     assert all(0.0 <= float(r["episode_success"]) <= 1.0 and int(float(r["episode_length"])) == 100 for r in evals)
-    assert len(imageio.mimread(tmp_path / "videos" / "300.mp4", memtest=False)) == 101
+    for step in (0, 300):  # the first evaluation episode of each evaluation, every frame of it
+        frames = imageio.mimread(tmp_path / "videos" / f"{step}.mp4", memtest=False)
+        assert len(frames) == 101 and frames[0].shape == (256, 256, 3)
 
 
 def test_videos_without_their_writer_are_refused_before_the_run_starts(monkeypatch, tmp_path):
