@@ -37,13 +37,14 @@ class DatasetError(MBDPOError):
     """A data-set file or folder that is missing, unreadable or not in the public format."""
 
 
-def closest(name: str, valid: Iterable[str], n: int = 3) -> str:
-    """Format the closest valid names to ``name`` for an error message."""
+def closest(name: str, valid: Iterable[str], n: int = 3, otherwise: str = "") -> str:
+    """Format the closest valid names to ``name`` for an error message; with no close one, ``otherwise``
+    (a summary, for long lists) or the whole list."""
     valid = sorted(valid)
     matches = difflib.get_close_matches(name, valid, n=n, cutoff=0.5)
     if matches:
         return "did you mean " + ", ".join(repr(m) for m in matches) + "?"
-    return "valid: " + ", ".join(valid)
+    return "valid: " + (otherwise or ", ".join(valid))
 
 
 def first_line(error: BaseException) -> str:

@@ -66,8 +66,11 @@ def test_unknown_task_error_names_the_task_and_suggests() -> None:
     assert "\n" not in message
     assert "'walker-wlk'" in message
     assert "'walker-walk'" in message
-    with pytest.raises(UnknownTaskError):
-        episode_length("no-such-task")
+    with pytest.raises(UnknownTaskError, match="did you mean 'mt30', 'mt80'"):
+        make_env("mt31", 0)
+    with pytest.raises(UnknownTaskError, match=r"^unknown task 'zzz'; valid: a DMControl task .* task set "
+                                               r"\(mt30, mt80\), all listed in the README section Tasks"):
+        episode_length("zzz")
 
 
 def test_episode_length() -> None:

@@ -22,6 +22,7 @@ from mbdpo.envs.metaworld import METAWORLD_TASKS
 from mbdpo.envs.myosuite import MYOSUITE_TASKS
 from mbdpo.envs.pixels import PixelObservations
 from mbdpo.envs.suite import SuiteEnv
+from mbdpo.envs.task_sets import TASK_SETS
 from mbdpo.errors import UnknownTaskError, closest
 
 __all__ = ["DMCONTROL_TASKS", "MANISKILL_TASKS", "METAWORLD_TASKS", "MYOSUITE_TASKS", "TASKS", "available",
@@ -42,8 +43,10 @@ Gymnasium environment with continuous actions (:mod:`mbdpo.envs.gym`)."""
 def _require_known(task: str) -> None:
     """Raise :class:`UnknownTaskError` unless ``task`` is in :data:`TASKS` or a ``gym:`` task."""
     if task not in TASKS and not task.startswith("gym:"):
-        raise UnknownTaskError(f"unknown task {task!r}; {closest(task, TASKS)} (or gym:<id> for a Gymnasium "
-                               f"environment)")
+        summary = ("a DMControl task (e.g. walker-walk), mw-<MetaWorld task>, myo-<MyoSuite task>, a ManiSkill "
+                   "task (e.g. pick-cube) or a task set (mt30, mt80), all listed in the README section Tasks")
+        raise UnknownTaskError(f"unknown task {task!r}; {closest(task, (*TASKS, *TASK_SETS), otherwise=summary)} "
+                               f"(or gym:<id> for a Gymnasium environment)")
 
 
 def _suite(task: str) -> type[SuiteEnv] | None:
