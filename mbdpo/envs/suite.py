@@ -32,8 +32,9 @@ def import_suite(task: str, module: str, install: str) -> None:
         MissingSuiteError: naming ``install``, if the package is not installed.
     """
     use_headless_rendering()  # before the suite imports mujoco
-    if importlib.util.find_spec(module.partition(".")[0]) is None:
-        raise MissingSuiteError(f"task {task!r} needs {module.partition('.')[0]}, which is not installed: {install}")
+    package = module.partition(".")[0]
+    if importlib.util.find_spec(package) is None:
+        raise MissingSuiteError(f"task {task!r} needs {package}, which is not installed: {install}")
     importlib.import_module(module)
 
 
