@@ -88,6 +88,11 @@ def test_maniskill_wrapper_repeats_actions_and_ends_episodes_on_success(stand_in
     assert env.observation_space.shape == (42,) and env.action_space.shape == (7,) and env.can_terminate
     first, _ = env.reset(seed=1)
     assert np.array_equal(first, make_env("pick-cube", seed=0).reset(seed=1)[0])
+    following, _ = env.reset()  # continues the stream of seed 1; the constructor's seed 0 is not used
+    fresh = make_env("pick-cube", seed=0)
+    fresh.reset(seed=1)
+    assert np.array_equal(following, fresh.reset()[0])
+    assert not np.array_equal(following, make_env("pick-cube", seed=0).reset()[0])
     obs, reward, terminated, truncated, info = env.step(np.full(7, 5.0, np.float32))  # clipped to 1
     assert env._env.simulator_steps == 2 and info["success"] == 0.0 and not terminated
     for _ in range(200):  # walk straight to the goal

@@ -41,8 +41,9 @@ def import_suite(task: str, module: str, install: str) -> None:
 class SuiteEnv(gymnasium.Env):
     """A suite's environment ``env`` seen through mbdpo's task conventions (see the module docstring).
 
-    The first reset without a seed uses the constructor's ``seed``; later
-    unseeded resets continue that stream.
+    The first reset without a seed uses the constructor's ``seed`` (unless
+    an earlier reset was seeded); later unseeded resets continue the stream of
+    the last seed.
 
     Subclasses set the class attributes, import the suite and build its
     environment in :meth:`make_suite_env`, and may override :meth:`_reset_suite`.
@@ -77,8 +78,8 @@ class SuiteEnv(gymnasium.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode; the same ``seed`` gives the same first observation."""
-        if seed is None:
-            seed, self._seed = self._seed, None  # the constructor's seed starts the stream of episodes
+        constructor_seed, self._seed = self._seed, None  # it starts the stream of episodes, if nothing else does
+        seed = constructor_seed if seed is None else seed
         super().reset(seed=seed)
         obs = self._reset_suite(seed)
         self._steps = 0
