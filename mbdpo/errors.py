@@ -9,6 +9,7 @@ traceback; the Python API lets it propagate like any other exception.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import re
 from collections.abc import Iterable
 
@@ -45,6 +46,12 @@ def closest(name: str, valid: Iterable[str], n: int = 3, otherwise: str = "") ->
     if matches:
         return "did you mean " + ", ".join(repr(m) for m in matches) + "?"
     return "valid: " + (otherwise or ", ".join(valid))
+
+
+def require_installed(package: str, needed_by: str, install: str) -> None:
+    """Raise a one-line :class:`MissingSuiteError` naming ``install`` unless ``package`` is importable."""
+    if importlib.util.find_spec(package) is None:
+        raise MissingSuiteError(f"{needed_by} needs {package}, which is not installed: {install}")
 
 
 def first_line(error: BaseException) -> str:

@@ -14,7 +14,6 @@ terminate.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 import gymnasium
@@ -22,7 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mbdpo.envs.dmcontrol import use_headless_rendering
-from mbdpo.errors import MissingSuiteError
+from mbdpo.errors import require_installed
 
 
 def import_suite(task: str, module: str, install: str) -> None:
@@ -32,9 +31,7 @@ def import_suite(task: str, module: str, install: str) -> None:
         MissingSuiteError: naming ``install``, if the package is not installed.
     """
     use_headless_rendering()  # before the suite imports mujoco
-    package = module.partition(".")[0]
-    if importlib.util.find_spec(package) is None:
-        raise MissingSuiteError(f"task {task!r} needs {package}, which is not installed: {install}")
+    require_installed(module.partition(".")[0], f"task {task!r}", install)
     importlib.import_module(module)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from mbdpo.errors import MissingSuiteError
+from mbdpo.errors import require_installed
 
 FPS = 30
 INSTALL = "pip install 'mbdpo[video]'"
@@ -15,9 +14,8 @@ INSTALL = "pip install 'mbdpo[video]'"
 
 def require_video_writer() -> None:
     """Raise a one-line :class:`MissingSuiteError` unless imageio can write MP4s (its ffmpeg plug-in)."""
-    for module in ("imageio", "imageio_ffmpeg"):
-        if importlib.util.find_spec(module) is None:
-            raise MissingSuiteError(f"save_video=true needs {module}, which is not installed: {INSTALL}")
+    for package in ("imageio", "imageio_ffmpeg"):
+        require_installed(package, "save_video=true", INSTALL)
 
 
 def write_video(path: Path, frames: list[np.ndarray]) -> None:
