@@ -128,6 +128,11 @@ def load_dmcontrol(task: str, seed: int) -> control.Environment:
     return load_suite_env(*suite_names(task), seed)
 
 
+def camera_id(task: str) -> int:
+    """The camera that frames the agent: quadruped's default camera 0 looks at the floor; 2 follows it."""
+    return 2 if task.startswith("quadruped") else 0
+
+
 def flatten_observation(observation: Mapping[str, Any]) -> np.ndarray:
     """Concatenate the values of an observation dict, in order, as ``float32``."""
     parts = [np.asarray(value, dtype=np.float32).ravel() for value in observation.values()]
@@ -212,8 +217,6 @@ class DMControlEnv(gymnasium.Env):
 
     def render(self, height: int = 256, width: int = 256) -> np.ndarray:
         """The current frame of the task's camera as ``uint8`` RGB ``(height, width, 3)``."""
-        from mbdpo.envs.pixels import camera_id
-
         return self._env.physics.render(height, width, camera_id=camera_id(self.task))
 
     def close(self) -> None:

@@ -7,7 +7,8 @@ oldest frame first. At a reset the first frame fills the stack.
 
 Rendering is headless: without a display MuJoCo's EGL backend is chosen
 (``MUJOCO_GL=egl``, Mesa's software renderer on a CPU-only machine); set
-``MUJOCO_GL=osmesa`` before starting to use OSMesa instead.
+``MUJOCO_GL=osmesa`` before starting to use OSMesa instead. Frames come from
+:meth:`DMControlEnv.render <mbdpo.envs.dmcontrol.DMControlEnv.render>`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ FRAME_STACK = 3
 VISUAL_TASKS = ("acrobot-swingup", "cheetah-run", "finger-spin", "finger-turn-easy", "finger-turn-hard",
                 "quadruped-walk", "reacher-easy", "reacher-hard", "walker-run", "walker-walk")
 """The paper's 10 visual-control tasks (reference/README.md); any DMControl task renders."""
-
-
-def camera_id(task: str) -> int:
-    """The camera that frames the agent: quadruped's default camera 0 looks at the floor; 2 follows it."""
-    return 2 if task.startswith("quadruped") else 0
 
 
 class PixelObservations(gymnasium.Wrapper):

@@ -42,16 +42,18 @@ def play_episode(
     frames: list[np.ndarray] | None = None,
 ) -> Episode:
     """One episode of the agent acting (as task index ``task`` if multi-task), without exploration noise
-    unless ``explore``; appends the rendered frames to ``frames`` when given."""
+    unless ``explore``; appends the rendered frames (T+1, the first after the reset) to ``frames`` when given."""
     obs, _ = env.reset(seed=seed)
+    if frames is not None:
+        frames.append(env.render())
     agent.reset()
     observations, actions, rewards, terminals = [obs], [], [], []
     success, done = 0.0, False
     while not done:
-        if frames is not None:
-            frames.append(env.render())
         action = agent.act(obs, explore=explore, task=task)
         obs, reward, terminated, truncated, info = env.step(action)
+        if frames is not None:
+            frames.append(env.render())
         observations.append(obs)
         actions.append(action)
         rewards.append(float(reward))
@@ -71,7 +73,6 @@ def run_episode(
     frames: list[np.ndarray] | None = [] if video else None
     episode = play_episode(agent, env, seed, task, frames=frames)
     if video:
-        frames.append(env.render())
         write_video(video, frames)
     diagnostics = episode_diagnostics(agent.model, episode.observations, episode.actions, episode.rewards,
                                       episode.terminals, task)
