@@ -1,8 +1,9 @@
 """Online learning benchmarks, grouped in suites:
 
-- ``core``: MBDPO (planner=diffusion, Monte-Carlo acting) vs TD-MPC2
-  (planner=mppi, energy_eta=0) on cartpole-swingup, reacher-easy, walker-walk,
-  plus MBDPO with the paper's planner settings on cartpole-swingup.
+- ``core``: MBDPO (planner=diffusion, Monte-Carlo acting, 5 steps x 256
+  samples: the former cpu preset) vs TD-MPC2 (planner=mppi, energy_eta=0) on
+  cartpole-swingup, reacher-easy, walker-walk; MBDPO with the cpu preset
+  (20 x 64) on walker-walk; MBDPO with the paper's settings on cartpole-swingup.
 - ``score``: acting with the score network (act_mode=auto / score) against
   Monte-Carlo acting (the core runs, same seed).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
@@ -42,11 +43,13 @@ from mbdpo.analysis.runs import read_csv, reference_curve, write_csv
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false"}
-MC_CPU = {"planner": "diffusion", "planner_preset": "cpu"}
+# The runs started with the former cpu preset (5 diffusion steps x 256 samples) keep it, so they resume.
+MC_CPU = {"planner": "diffusion", "planner_preset": "cpu", "diffusion_steps": 5, "num_samples": 256, "num_elites": 32}
+MC_CPU_20X64 = {"planner": "diffusion", "planner_preset": "cpu"}
 TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 SUCCESS_TASKS = ("mw-reach", "myo-reach")
-PIXELS = {**MC_CPU, "obs": "rgb", "batch_size": 64}
+PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
 
 
 def ablation(diffusion_steps: int, num_samples: int) -> dict:
@@ -56,6 +59,7 @@ def ablation(diffusion_steps: int, num_samples: int) -> dict:
 
 RUNS: dict[tuple[str, str], dict] = {
     **{(task, "diffusion-cpu"): MC_CPU for task in CORE_TASKS},
+    ("walker-walk", "diffusion-cpu-20x64"): MC_CPU_20X64,
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
@@ -67,7 +71,7 @@ RUNS: dict[tuple[str, str], dict] = {
     ("walker-walk", "diffusion-cpu-rgb"): PIXELS,
 }
 SUITES: dict[str, list[tuple[str, str]]] = {
-    "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "mppi-tdmpc2", "diffusion-paper")],
+    "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
     "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-score",
                                                  "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],

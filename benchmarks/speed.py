@@ -24,9 +24,11 @@ from mbdpo.agent import Agent
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 
+FORMER_CPU_PRESET = {"diffusion_steps": 5, "num_samples": 256, "num_elites": 32}
 CONFIGS = {
-    "diffusion cpu preset (5x256)": {"planner": "diffusion", "planner_preset": "cpu"},
+    "diffusion cpu preset (20x64)": {"planner": "diffusion", "planner_preset": "cpu"},
     "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
+    "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},

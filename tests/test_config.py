@@ -18,9 +18,17 @@ def test_model_size_preset_under_explicit_overrides():
 def test_planner_preset_auto_is_cpu_on_cpu_and_explicit_keys_win():
     cfg = build("device=cpu", "num_samples=100")
     assert cfg.planner_preset == "cpu"
-    assert (cfg.diffusion_steps, cfg.num_samples, cfg.num_elites) == (5, 100, 32)
+    assert (cfg.diffusion_steps, cfg.num_samples, cfg.num_elites) == (20, 100, 8)
     paper = build("device=cpu", "planner_preset=paper")
     assert (paper.diffusion_steps, paper.num_samples) == (20, 512)
+
+
+def test_each_planner_has_its_own_cpu_preset():
+    mppi = build("device=cpu", "planner=mppi")
+    diffusion = build("device=cpu", "planner=diffusion")
+    assert (mppi.num_samples, mppi.num_elites) == (256, 32)
+    assert (diffusion.diffusion_steps, diffusion.num_samples, diffusion.num_elites) == (20, 64, 8)
+    assert build("device=cpu", "planner=mppi", "planner_preset=paper").num_samples == 512
 
 
 def test_types_are_converted():
