@@ -46,7 +46,8 @@ COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "pr
 # The runs started with the former cpu preset (5 diffusion steps x 256 samples) keep it, so they resume.
 MC_CPU = {"planner": "diffusion", "planner_preset": "cpu", "diffusion_steps": 5, "num_samples": 256, "num_elites": 32}
 MC_CPU_20X64 = {"planner": "diffusion", "planner_preset": "cpu"}
-TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
+# MPPI does not read diffusion_steps, but these runs saved the former preset's 5, and resuming compares every key.
+TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0, "diffusion_steps": 5}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 SUCCESS_TASKS = ("mw-reach", "myo-reach")
 PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
