@@ -25,20 +25,26 @@ run (the score suite's Monte-Carlo reference is the core run) share its
 directory. After every chunk the results are collected into
 ``benchmarks/results/``: the eval curves (``online_eval.csv``), per-run cost
 (``online_summary.csv``: steps/s, ms per action, ms per update, peak RSS)
-and one plot per suite with the published MBDPO and TD-MPC2 curves
-(``online_<suite>.png``).
+one plot per suite with the published MBDPO and TD-MPC2 curves
+(``online_<suite>.png``), and ``mbdpo compare``'s report of MBDPO against
+TD-MPC2 mode on cartpole-swingup and walker-walk, with the search/value
+diagnostics (``compare/report.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+from mbdpo.analysis.compare import CompareOptions, write_report
 from mbdpo.analysis.plots import pyplot
 from mbdpo.analysis.runs import read_csv, reference_curve, write_csv
+from mbdpo.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -51,6 +57,11 @@ TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_c
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 SUCCESS_TASKS = ("mw-reach", "myo-reach")
 PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
+
+
+# Issue 6's planner comparison, built from the core runs: per task, the MBDPO run (side A) and the TD-MPC2 one (B).
+COMPARED = {"cartpole-swingup": ("diffusion-cpu", "mppi-tdmpc2"),
+            "walker-walk": ("diffusion-cpu-20x64", "mppi-tdmpc2")}
 
 
 def ablation(diffusion_steps: int, num_samples: int) -> dict:
@@ -104,6 +115,40 @@ def collect(runs_dir: Path) -> None:
     write_csv(RESULTS / "online_summary.csv", summary)
     for suite in SUITES:
         plot(curves, suite)
+    compare_planners(runs_dir)
+
+
+def compare_planners(runs_dir: Path) -> None:
+    """``mbdpo compare``'s report (curves, diagnostics, table) of the core runs in COMPARED, in results/compare/.
+
+    Both runs of a task are cut at the step both have reached, so that their returns and areas under
+    the curve cover the same training.
+    """
+    with tempfile.TemporaryDirectory() as layout:
+        for task, names in COMPARED.items():
+            sources = [runs_dir / task / name for name in names]
+            evals = [read_csv(source / "eval.csv") for source in sources]
+            if not all(evals):
+                return
+            reached = min(int(rows[-1]["step"]) for rows in evals)
+            for side, source, rows in zip("ab", sources, evals):
+                target = Path(layout) / task / side / str(COMMON["seed"])
+                target.mkdir(parents=True)
+                shutil.copy(source / "config.json", target / "config.json")
+                write_csv(target / "eval.csv", [r for r in rows if int(r["step"]) <= reached])
+                write_csv(target / "train.csv", [r for r in read_csv(source / "train.csv") if int(r["step"]) <= reached])
+        options = CompareOptions(
+            a="planner=diffusion planner_preset=cpu (5 x 256 on cartpole-swingup, 20 x 64 on walker-walk)",
+            b="planner=mppi planner_preset=cpu energy_eta=0", common="model_size=1",
+            tasks=",".join(COMPARED), seeds=str(COMMON["seed"]), out=layout, report_only=True)
+        try:
+            write_report(options)
+        except ConfigError as error:  # runs cut before they logged the diagnostics
+            print(f"planner comparison not written: {error}")
+            return
+        (RESULTS / "compare").mkdir(exist_ok=True)
+        for file in Path(layout).glob("*.*"):
+            shutil.copy(file, RESULTS / "compare" / file.name)
 
 
 def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:

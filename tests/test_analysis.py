@@ -10,7 +10,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis import latents
-from mbdpo.analysis.compare import CompareOptions, write_report
+from mbdpo.analysis.compare import CompareOptions, final_mean, write_report
 from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, reference_curve, seed_curve, write_csv
 from mbdpo.config import Config
 from mbdpo.envs.task_sets import MT30
@@ -127,3 +127,10 @@ def test_task_embeddings_are_embedded_with_tsne_and_single_task_models_are_refus
     assert latents.plot_tasks(embedded, list(MT30[:4]), tmp_path / "tasks")[0].stat().st_size > 5000
     with pytest.raises(ConfigError, match="single-task: it has no task embeddings"):
         latents.embed_tasks(tiny_agent(), seed=0)
+
+
+def test_final_diagnostics_average_the_last_quarter_of_the_run_even_if_it_logged_them_late():
+    rows = [{"step": str(s), "policy_drift": ""} for s in range(12)]
+    rows += [{"step": str(s), "policy_drift": str(s)} for s in range(12, 20)]
+    assert final_mean(rows, "policy_drift") == pytest.approx(np.mean([15, 16, 17, 18, 19]))
+    assert np.isnan(final_mean(rows[:10], "policy_drift"))

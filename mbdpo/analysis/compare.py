@@ -62,11 +62,14 @@ def run_all(options: CompareOptions) -> None:
 
 
 def final_mean(rows: list[dict[str, str]], column: str) -> float:
-    """Mean of ``column`` over the last FINAL_FRACTION of the rows that have it."""
-    values = [float(r[column]) for r in rows if r.get(column, "") != ""]
-    if not values:
-        return float("nan")
-    return float(np.mean(values[-max(1, int(len(values) * FINAL_FRACTION)):]))
+    """Mean of ``column`` over the last FINAL_FRACTION of the run's rows (those of them that have it).
+
+    The fraction is of all rows, so that a run which started logging ``column`` late (resumed
+    with a newer version) is averaged over the same end of training as one that always logged it.
+    """
+    final_rows = rows[-max(1, int(len(rows) * FINAL_FRACTION)):]
+    values = [float(r[column]) for r in final_rows if r.get(column, "") != ""]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def summary_row(task: str, label: str, runs: list[Run]) -> dict[str, str]:
@@ -75,7 +78,8 @@ def summary_row(task: str, label: str, runs: list[Run]) -> dict[str, str]:
     finals = [float(run.evals[-1]["episode_reward"]) for run in runs]
 
     def across_seeds(column: str, digits: int = 3) -> str:
-        return f"{np.nanmean([final_mean(run.trains, column) for run in runs]):.{digits}g}"
+        values = [value for run in runs if not np.isnan(value := final_mean(run.trains, column))]
+        return f"{np.mean(values):.{digits}g}" if values else "not logged"
 
     return {
         "task": task, "configuration": label, "seeds": str(len(runs)), "steps": f"{int(curve.steps[-1]):,}",
