@@ -27,6 +27,7 @@ def save_figure(figure, out: Path) -> list[Path]:
     """Write ``out`` as PNG and SVG; returns both paths."""
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    figure.tight_layout()  # rows of panels: keep titles clear of the axis labels above them
     for path in paths:
         figure.savefig(path, dpi=120, bbox_inches="tight")
     return paths
