@@ -27,7 +27,6 @@ def save_figure(figure, out: Path) -> list[Path]:
     """Write ``out`` as PNG and SVG; returns both paths."""
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    figure.tight_layout()  # rows of panels: keep titles clear of the axis labels above them
     for path in paths:
         figure.savefig(path, dpi=120, bbox_inches="tight")
     return paths
@@ -100,6 +99,7 @@ def plot_diagnostics(groups: Groups, out: Path) -> list[Path]:
                 raise ConfigError(f"no run of {task} logged {column} (runs written before mbdpo logged diagnostics)")
             ax.set(title=f"{task}: {title}", xlabel="environment step")
             ax.legend(fontsize=7)
+    figure.tight_layout()  # one row per task: keep titles clear of the axis labels above them
     paths = save_figure(figure, out)
     plt.close(figure)
     return paths
