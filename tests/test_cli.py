@@ -64,6 +64,9 @@ def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 1500
     again = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
     assert again.returncode == 0 and "already complete" in again.stdout
+    # fewer steps than the run has: its replay (1,503 rows) would not fit the 1,001-row buffer of steps=500
+    fewer = mbdpo("train", *TINY, "steps=500", f"run_dir={run_dir}")
+    assert fewer.returncode == 0 and "already complete at step 1,500 (steps=500)" in fewer.stdout, fewer.stderr
 
 
 def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
