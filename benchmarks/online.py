@@ -121,22 +121,19 @@ def collect(runs_dir: Path) -> None:
 def compare_planners(runs_dir: Path) -> None:
     """``mbdpo compare``'s report (curves, diagnostics, table) of the core runs in COMPARED, in results/compare/.
 
-    Both runs of a task are cut at the step both have reached, so that their returns and areas under
-    the curve cover the same training.
+    The runs are laid out as ``mbdpo compare`` keeps them; its report cuts both runs of a task at the
+    step both have reached.
     """
     with tempfile.TemporaryDirectory() as layout:
         for task, names in COMPARED.items():
             sources = [runs_dir / task / name for name in names]
-            evals = [read_csv(source / "eval.csv") for source in sources]
-            if not all(evals):
+            if not all((source / "eval.csv").exists() for source in sources):
                 return
-            reached = min(int(rows[-1]["step"]) for rows in evals)
-            for side, source, rows in zip("ab", sources, evals):
+            for side, source in zip("ab", sources):
                 target = Path(layout) / task / side / str(COMMON["seed"])
                 target.mkdir(parents=True)
-                shutil.copy(source / "config.json", target / "config.json")
-                write_csv(target / "eval.csv", [r for r in rows if int(r["step"]) <= reached])
-                write_csv(target / "train.csv", [r for r in read_csv(source / "train.csv") if int(r["step"]) <= reached])
+                for file in ("config.json", "eval.csv", "train.csv"):
+                    shutil.copy(source / file, target / file)
         options = CompareOptions(  # A's cpu preset: 5 x 256 (former) on cartpole-swingup, 20 x 64 on walker-walk
             a="planner=diffusion", b="planner=mppi energy_eta=0", common="model_size=1 planner_preset=cpu",
             tasks=",".join(COMPARED), seeds=str(COMMON["seed"]), out=layout, report_only=True)

@@ -20,16 +20,16 @@ from tests.test_cli import mbdpo
 EVAL_STEPS = [0, 500, 1000, 1500]
 
 
-def fake_run(path: Path, task: str, seed: int, slope: float, **settings) -> Path:
-    """A run directory as training writes it: config.json, eval.csv and train.csv with diagnostics."""
+def fake_run(path: Path, task: str, seed: int, slope: float, steps: list[int] = EVAL_STEPS, **settings) -> Path:
+    """A run directory as training writes it (evaluated at ``steps``): config.json, eval.csv and train.csv."""
     path.mkdir(parents=True)
     config = {**Config().to_dict(), "task": task, "seed": seed, **settings}
     (path / "config.json").write_text(json.dumps(config))
     write_csv(path / "eval.csv", [{"step": s, "episode_reward": slope * s + seed, "episode_success": 0,
-                                    "episode_length": 500, "elapsed": s / 10} for s in EVAL_STEPS])
+                                    "episode_length": 500, "elapsed": s / 10} for s in steps])
     write_csv(path / "train.csv", [{"step": s, "episode_reward": slope * s, "steps_per_second": 5.0 + seed,
                                      "cross_td_error": 1 / s, "cross_td_error_ema": 1 / s,
-                                     "policy_drift": slope, "policy_drift_ema": slope} for s in EVAL_STEPS[1:]])
+                                     "policy_drift": slope, "policy_drift_ema": slope} for s in steps[1:]])
     return path
 
 
@@ -100,6 +100,18 @@ def test_compare_report_has_the_table_and_the_plots(runs_dir):
     assert "| 301.5 ± 0.5 |" in a_row and "| 151.5 ± 0.5 |" in b_row  # final return over the two seeds
     assert "| 0.2 |" in a_row and "| 0.1 |" in b_row  # policy drift
     assert (runs_dir / "curves.png").exists() and (runs_dir / "diagnostics.png").exists()
+
+
+def test_compare_report_cuts_a_task_at_the_step_all_its_runs_reached(tmp_path):
+    for seed in (1, 2):
+        fake_run(tmp_path / "cartpole-swingup" / "a" / str(seed), "cartpole-swingup", seed, 0.2, planner="diffusion")
+    fake_run(tmp_path / "cartpole-swingup" / "b" / "1", "cartpole-swingup", 1, 0.1, steps=EVAL_STEPS[:3],
+             planner="mppi", energy_eta=0.0)  # still training: evaluated up to 1,000 steps
+    report = write_report(CompareOptions(out=str(tmp_path), seeds="1,2", tasks="cartpole-swingup")).read_text()
+    a_row = next(line for line in report.splitlines() if line.startswith("| cartpole-swingup | A: "))
+    assert "| 1,000 | 201.5 ± 0.5 |" in a_row  # A's last return at 1,000 steps, not at 1,500
+    assert "Cut at the step all runs of the task reached: cartpole-swingup 1,000." in report
+    assert "Cut at" not in write_report(CompareOptions(out=str(tmp_path / "cartpole-swingup" / "a"))).read_text()
 
 
 def tiny_agent(num_tasks: int = 1) -> Agent:

@@ -6,7 +6,7 @@ unfinished runs and rebuilds the report (``report_only=true`` only rebuilds).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,26 @@ def final_mean(rows: list[dict[str, str]], column: str) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def last_eval_step(run: Run) -> int:
+    return int(run.evals[-1]["step"]) if run.evals else 0
+
+
+def cut_at_common_step(groups: dict[tuple[str, str], list[Run]]) -> dict[str, int]:
+    """Cut every run of a task at the last evaluation all of that task's runs reached, in place.
+
+    Returns, per task, the step the runs were cut at when one of them had gone further. Without
+    the cut, a run still training would be compared over less training than its partner.
+    """
+    last_steps: dict[str, list[int]] = {}
+    for (task, _), runs in groups.items():
+        last_steps.setdefault(task, []).extend(last_eval_step(run) for run in runs)
+    reached = {task: min(steps) for task, steps in last_steps.items()}
+    for (task, _), runs in groups.items():
+        runs[:] = [replace(run, evals=[r for r in run.evals if int(r["step"]) <= reached[task]],
+                           trains=[r for r in run.trains if int(r["step"]) <= reached[task]]) for run in runs]
+    return {task: reached[task] for task, steps in last_steps.items() if max(steps) > reached[task]}
+
+
 def summary_row(task: str, label: str, runs: list[Run]) -> dict[str, str]:
     """Final return, area under the curve, diagnostics and speed of one group, as table cells."""
     curve = seed_curve([run.evals for run in runs], "episode_reward")
@@ -106,6 +126,7 @@ def write_report(options: CompareOptions) -> Path:
     for run in find_runs([str(out)]):
         if run.path.parent.name in labels:
             groups.setdefault((run.task, labels[run.path.parent.name]), []).append(run)
+    cut = cut_at_common_step(groups)
     plot_curves(groups, out / "curves")
     plot_diagnostics(groups, out / "diagnostics")
     rows = [summary_row(task, label, group) for (task, label), group in sorted(groups.items())]
@@ -116,6 +137,8 @@ def write_report(options: CompareOptions) -> Path:
         f"Final return: last evaluation, mean ± std over seeds. Area under curve: mean evaluation return over the "
         f"run. Cross-TD error, policy drift and steps/s: training episodes of the last {FINAL_FRACTION:.0%} of "
         f"each run, averaged over seeds.",
+        *(["Cut at the step all runs of the task reached: "
+           + ", ".join(f"{task} {step:,}" for task, step in sorted(cut.items())) + "."] if cut else []),
         "![learning curves](curves.png)",
         "![cross-TD error and policy drift](diagnostics.png)",
     ])
