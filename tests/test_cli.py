@@ -9,6 +9,10 @@ import imageio.v2 as imageio
 import pytest
 import torch
 
+# One worker runs this module, so that its shared run (short_run, a module fixture) is made once.
+pytestmark = pytest.mark.xdist_group("short_run")
+
+
 # A tiny agent so that a 1,000-step run takes seconds.
 TINY = [
     "task=cartpole-swingup", "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16", "batch_size=16",
@@ -140,39 +144,6 @@ def test_a_corrupt_replay_buffer_is_a_clear_error(short_run, tmp_path):
     result = mbdpo("train", *TINY, "steps=1500", f"run_dir={run_dir}")
     assert_one_line_error(result, "buffer.npz", "truncated or corrupt")
     assert before == {name: (run_dir / name).read_bytes() for name in before}
-
-
-@pytest.fixture(scope="module")
-def score_run(tmp_path_factory) -> Path:
-    """act_mode=auto with a switch threshold so loose that the first check switches to the score network."""
-    run_dir = tmp_path_factory.mktemp("score_run")
-    result = mbdpo("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
-                   "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
-    assert result.returncode == 0, result.stderr
-    assert "acting with score from now on" in result.stdout
-    return run_dir
-
-
-def test_auto_mode_logs_score_checks_per_diffusion_step(score_run):
-    (check,) = rows(score_run / "score.csv")
-    assert int(check["step"]) == 1000 and check["acting_with_score_network"] == "1"
-    assert float(check["network_error_tau0"]) > 0 and float(check["monte_carlo_error_tau1"]) > 0
-    assert float(rows(score_run / "train.csv")[-1]["score_loss"]) > 0
-
-
-def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(score_run, tmp_path):
-    from mbdpo import Agent
-
-    agent = Agent.from_checkpoint(score_run / "checkpoint.pt", device="cpu")
-    assert agent.acting_mode == "score" and agent.score_network.trained
-    result = mbdpo("eval", f"checkpoint={score_run / 'checkpoint.pt'}", "episodes=1", f"out={tmp_path / 'e.csv'}")
-    assert result.returncode == 0 and "acting with score" in result.stdout, result.stderr
-    assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
-
-
-def test_a_checkpoint_without_a_trained_score_network_refuses_score_acting(short_run, tmp_path):
-    result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "act_mode=score", cwd=tmp_path)
-    assert_one_line_error(result, "act_mode=score", "never trained", "act_mode=mc")
 
 
 def test_a_checkpoint_from_before_the_score_network_loads_and_resumes(short_run, tmp_path):

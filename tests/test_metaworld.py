@@ -21,12 +21,13 @@ def test_task_runs_and_seeds_repeat(task):
     assert (env.episode_length, env.action_repeat) == (100, 2) and episode_length(task) == 100
     assert env.observation_space.shape == (39,) and env.action_space.shape == (4,)
     first, _ = env.reset(seed=3)
-    assert first.dtype == np.float32 and np.array_equal(first, make_env(task, seed=0).reset(seed=3)[0])
+    assert first.dtype == np.float32
     rng = np.random.default_rng(0)
     for _ in range(3):
         obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4).astype(np.float32))
         assert obs.shape == (39,) and np.isfinite(reward) and not terminated and not truncated
         assert info["success"] in (0.0, 1.0)
+    assert np.array_equal(first, env.reset(seed=3)[0])  # the same seed again, after the episode moved the arm
     env.close()
 
 

@@ -16,6 +16,10 @@ from mbdpo.errors import ConfigError
 from mbdpo.training.finetune import adapt_state, embedding_parameter_index, finetune_config, related_task
 from tests.test_cli import mbdpo, rows
 
+# One worker runs this module, so that its shared run (offline_run, a module fixture) is made once.
+pytestmark = pytest.mark.xdist_group("offline_run")
+
+
 TASKS = ["walker-walk", "cartpole-swingup", "reacher-easy"]  # 6, 1 and 2 actions; padded to 24 obs, 6 actions
 TINY = {"model_size": 1, "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16, "batch_size": 16, "num_samples": 16,
         "num_elites": 4, "num_pi_trajs": 2, "diffusion_steps": 2, "energy_negatives": 4, "device": "cpu",

@@ -2,16 +2,20 @@
 
 A network trained only on Monte-Carlo targets must reproduce the Gibbs policy
 that the Monte-Carlo sampler itself targets, and acting with it must not
-touch the world model's rollouts.
+touch the world model's rollouts. From the command line: ``act_mode=auto``
+switches and logs its checks, and checkpoints act in the mode they were
+trained in, never with an untrained network.
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mbdpo.agent import Agent
+from mbdpo.checkpoint import save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
@@ -20,7 +24,12 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, sc
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_matching import check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
+from tests.test_cli import TINY, assert_one_line_error, mbdpo, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
+
+# One worker runs this module, so that its shared run (score_run, a module fixture) is made once.
+pytestmark = pytest.mark.xdist_group("score_run")
+
 
 TEMPERATURE = 0.02
 FULL_NOISE = dict(diffusion_steps=30, beta_start=1e-3, beta_end=0.3)  # alpha_bar_N ~ 0.01
@@ -192,3 +201,36 @@ def test_the_check_tells_a_trained_network_from_an_untrained_one():
     # error of any network is large: the score there is ~1 / (1 - alpha_bar) times the a_bar error).
     assert trained.network_error.median() < untrained.network_error.median() / 2
     assert trained.return_gap < 0.05 < untrained.return_gap, (trained.return_gap, untrained.return_gap)
+
+
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory) -> Path:
+    """act_mode=auto with a switch threshold so loose that the first check switches to the score network."""
+    run_dir = tmp_path_factory.mktemp("score_run")
+    result = mbdpo("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
+                   "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "acting with score from now on" in result.stdout
+    return run_dir
+
+
+def test_auto_mode_logs_score_checks_per_diffusion_step(score_run):
+    (check,) = rows(score_run / "score.csv")
+    assert int(check["step"]) == 1000 and check["acting_with_score_network"] == "1"
+    assert float(check["network_error_tau0"]) > 0 and float(check["monte_carlo_error_tau1"]) > 0
+    assert float(rows(score_run / "train.csv")[-1]["score_loss"]) > 0
+
+
+def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(score_run, tmp_path):
+    agent = Agent.from_checkpoint(score_run / "checkpoint.pt", device="cpu")
+    assert agent.acting_mode == "score" and agent.score_network.trained
+    result = mbdpo("eval", f"checkpoint={score_run / 'checkpoint.pt'}", "episodes=1", f"out={tmp_path / 'e.csv'}")
+    assert result.returncode == 0 and "acting with score" in result.stdout, result.stderr
+    assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
+
+
+def test_a_checkpoint_without_a_trained_score_network_refuses_score_acting(tmp_path):
+    agent = tiny_agent(act_mode="auto")  # acts by Monte Carlo; its score network never trained
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": agent.cfg.to_dict(), "agent": agent.state_dict()})
+    result = mbdpo("eval", f"checkpoint={tmp_path / 'checkpoint.pt'}", "act_mode=score", cwd=tmp_path)
+    assert_one_line_error(result, "act_mode=score", "never trained", "act_mode=mc")
