@@ -15,7 +15,7 @@ from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, referen
 from mbdpo.config import Config
 from mbdpo.envs.task_sets import MT30
 from mbdpo.errors import ConfigError
-from tests.test_cli import mbdpo
+from tests.test_cli import mbdpo, mbdpo_in_process
 
 EVAL_STEPS = [0, 500, 1000, 1500]
 
@@ -81,12 +81,12 @@ def test_plot_commands_write_png_and_svg(runs_dir, tmp_path):
     (["compare", "a=planner=mppi", "b=planner=mppi"], "are the same configuration"),
 ])
 def test_bad_plot_and_compare_input_is_a_one_line_error(args, fragment, tmp_path):
-    result = mbdpo(*args, cwd=tmp_path)
+    result = mbdpo_in_process(*args, cwd=tmp_path)
     assert result.returncode == 2 and fragment in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_an_unknown_metric_is_a_one_line_error_naming_the_columns(runs_dir, tmp_path):
-    result = mbdpo("plot", "curves", str(runs_dir), "metric=episode_rewrd", f"out={tmp_path / 'c'}")
+    result = mbdpo_in_process("plot", "curves", str(runs_dir), "metric=episode_rewrd", f"out={tmp_path / 'c'}")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "metric='episode_rewrd' is not an eval.csv column of these runs; valid: " in result.stderr
     assert "episode_reward" in result.stderr and not (tmp_path / "c.png").exists()

@@ -1,6 +1,9 @@
 """The command line end to end: a short run, resuming, evaluation, and bad input."""
 
+import contextlib
 import csv
+import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +11,8 @@ from pathlib import Path
 import imageio.v2 as imageio
 import pytest
 import torch
+
+from mbdpo.cli import main
 
 # One worker runs this module, so that its shared run (short_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("short_run")
@@ -23,6 +28,21 @@ TINY = [
 
 def mbdpo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mbdpo", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def mbdpo_in_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``mbdpo`` run in this process, for commands that fail before any work: no interpreter start-up."""
+    stdout, stderr, before = io.StringIO(), io.StringIO(), Path.cwd()
+    try:
+        os.chdir(cwd or before)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:  # argparse's own errors
+                code = stop.code
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -111,20 +131,20 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     (["eval", "checkpoint=x.pt", "epsiodes=3"], ["'epsiodes'", "'episodes'"]),
 ])
 def test_bad_input_is_a_one_line_error_with_exit_code_2(args, fragments, tmp_path):
-    assert_one_line_error(mbdpo(*args, cwd=tmp_path), *fragments)
+    assert_one_line_error(mbdpo_in_process(*args, cwd=tmp_path), *fragments)
 
 
 def test_truncated_checkpoint_is_a_clear_error(short_run, tmp_path):
     data = (short_run / "checkpoint.pt").read_bytes()
     truncated = tmp_path / "checkpoint.pt"
     truncated.write_bytes(data[: len(data) // 2])
-    assert_one_line_error(mbdpo("eval", f"checkpoint={truncated}"), "truncated or corrupt")
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={truncated}"), "truncated or corrupt")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    assert_one_line_error(mbdpo("eval", f"checkpoint={foreign}"), "not an mbdpo checkpoint")
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={foreign}"), "not an mbdpo checkpoint")
     code = tmp_path / "code.pt"
     torch.save({"step": print}, code)  # a pickle that names a function
-    assert_one_line_error(mbdpo("eval", f"checkpoint={code}"), "not an mbdpo checkpoint (it names print,")
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={code}"), "not an mbdpo checkpoint (it names print,")
 
 
 def test_a_failed_resume_loses_nothing(short_run, tmp_path):
@@ -171,5 +191,5 @@ def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task
                    f"out={tmp_path / 'latents'}", "device=cpu")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "latents.png").stat().st_size > 5000 and (tmp_path / "latents.svg").exists()
-    refused = mbdpo("plot", "tasks", f"checkpoint={checkpoint}", "device=cpu")
+    refused = mbdpo_in_process("plot", "tasks", f"checkpoint={checkpoint}", "device=cpu")
     assert refused.returncode == 2 and "single-task: it has no task embeddings" in refused.stderr

@@ -14,7 +14,7 @@ from mbdpo.data.offline import OfflineDataset
 from mbdpo.envs.task_sets import MT30, MT80
 from mbdpo.errors import ConfigError
 from mbdpo.training.finetune import adapt_state, embedding_parameter_index, finetune_config, related_task
-from tests.test_cli import mbdpo, rows
+from tests.test_cli import mbdpo, mbdpo_in_process, rows
 
 # One worker runs this module, so that its shared run (offline_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("offline_run")
@@ -133,7 +133,7 @@ def test_eval_of_a_multitask_checkpoint_prints_a_per_task_table(offline_run):
     table = rows(offline_run / "table.csv")
     assert [r["task"] for r in table] == ["cartpole-swingup", "mt30"]
     assert float(table[1]["score"]) == pytest.approx(float(table[0]["mean_reward"]) / 10, rel=1e-3)
-    bad = mbdpo("eval", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingpu")
+    bad = mbdpo_in_process("eval", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingpu")
     assert bad.returncode == 2 and "did you mean 'cartpole-swingup'" in bad.stderr
 
 
@@ -160,16 +160,16 @@ def test_collect_with_a_multitask_checkpoint_writes_padded_public_chunks(offline
     assert chunk.obs.shape == (1, 501, 24) and not chunk.obs[..., 5:].any() and chunk.obs[..., :5].any()
     assert not chunk.action[:, 1:, 1:].any() and torch.isnan(chunk.action[:, 0]).all()
     assert dataset.tasks() == [MT30.index("cartpole-swingup")]
-    refused = mbdpo("collect", "task=quadruped-walk", "policy=random", "episodes=1", f"out={out}")
+    refused = mbdpo_in_process("collect", "task=quadruped-walk", "policy=random", "episodes=1", f"out={out}")
     assert refused.returncode == 2 and "is not in mt30" in refused.stderr
 
 
 def test_offline_training_without_usable_data_is_a_one_line_error(tmp_path):
-    missing = mbdpo("train", "task=mt30", *TINY_CLI)
+    missing = mbdpo_in_process("train", "task=mt30", *TINY_CLI)
     assert missing.returncode == 2 and "give data_dir=PATH" in missing.stderr
-    empty = mbdpo("train", "task=mt30", f"data_dir={tmp_path}", *TINY_CLI)
+    empty = mbdpo_in_process("train", "task=mt30", f"data_dir={tmp_path}", *TINY_CLI)
     assert empty.returncode == 2 and "holds no chunk_*.pt files" in empty.stderr
-    single = mbdpo("train", "task=walker-walk", f"data_dir={tmp_path}", *TINY_CLI)
+    single = mbdpo_in_process("train", "task=walker-walk", f"data_dir={tmp_path}", *TINY_CLI)
     assert single.returncode == 2 and "data_dir= is for offline multi-task training" in single.stderr
 
 

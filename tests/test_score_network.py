@@ -24,7 +24,7 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, sc
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_matching import check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
-from tests.test_cli import TINY, assert_one_line_error, mbdpo, rows
+from tests.test_cli import TINY, assert_one_line_error, mbdpo, mbdpo_in_process, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
 # One worker runs this module, so that its shared run (score_run, a module fixture) is made once.
@@ -232,5 +232,5 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
 def test_a_checkpoint_without_a_trained_score_network_refuses_score_acting(tmp_path):
     agent = tiny_agent(act_mode="auto")  # acts by Monte Carlo; its score network never trained
     save_checkpoint(tmp_path / "checkpoint.pt", {"config": agent.cfg.to_dict(), "agent": agent.state_dict()})
-    result = mbdpo("eval", f"checkpoint={tmp_path / 'checkpoint.pt'}", "act_mode=score", cwd=tmp_path)
+    result = mbdpo_in_process("eval", f"checkpoint={tmp_path / 'checkpoint.pt'}", "act_mode=score", cwd=tmp_path)
     assert_one_line_error(result, "act_mode=score", "never trained", "act_mode=mc")

@@ -12,7 +12,7 @@ import mbdpo
 from mbdpo.config import Config
 from mbdpo.envs import MANISKILL_TASKS, MYOSUITE_TASKS, TASKS, available, episode_length, make_env, maniskill
 from mbdpo.errors import MissingSuiteError
-from tests.test_cli import TINY, mbdpo as run_cli, rows
+from tests.test_cli import TINY, mbdpo as run_cli, mbdpo_in_process, rows
 
 # The observation sizes the README documents; every MyoSuite hand task has 39 muscle actions.
 MYOSUITE_OBSERVATIONS = {"reach": 115, "pose": 108, "obj-hold": 91, "key-turn": 93, "pen-twirl": 83}
@@ -134,7 +134,7 @@ def test_a_missing_suite_names_the_extra_to_install(monkeypatch, task, package, 
 def test_every_maniskill_task_is_registered_and_lift_cube_names_its_replacement():
     assert set(MANISKILL_TASKS) == {"lift-cube", "pick-cube", "stack-cube", "pick-ycb", "turn-faucet"}
     assert set(MANISKILL_TASKS) <= set(TASKS) and episode_length("turn-faucet") == 100
-    result = run_cli("train", "task=lift-cube", "progress=false")
+    result = mbdpo_in_process("train", "task=lift-cube", "progress=false")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "mbdpo: error: task 'lift-cube' was ManiSkill 2's LiftCube-v0, which ManiSkill 3 does not have; "
