@@ -109,9 +109,9 @@ class OnlineTrainer:
         self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
         restore_random_state(checkpoint["rng"], self.rng, self.device)
-        buffer_file = self.run_dir / BUFFER
         if self.step >= self.cfg.steps:
             return  # complete: run() says so and trains nothing; its replay may not fit a buffer sized for fewer steps
+        buffer_file = self.run_dir / BUFFER
         if buffer_file.exists():
             self.buffer.load(buffer_file)
             self.updates_from = self.random_steps
