@@ -15,7 +15,7 @@ from mbdpo.analysis.runs import area_under_curve, find_runs, group_runs, referen
 from mbdpo.config import Config
 from mbdpo.envs.task_sets import MT30
 from mbdpo.errors import ConfigError
-from tests.test_cli import mbdpo, mbdpo_in_process
+from tests.test_cli import mbdpo_in_process
 
 EVAL_STEPS = [0, 500, 1000, 1500]
 
@@ -65,9 +65,9 @@ def test_reference_curve_averages_the_published_seeds():
 
 
 def test_plot_commands_write_png_and_svg(runs_dir, tmp_path):
-    result = mbdpo("plot", "curves", str(runs_dir), "--reference", "mbdpo,tdmpc2", f"out={tmp_path / 'c'}")
+    result = mbdpo_in_process("plot", "curves", str(runs_dir), "--reference", "mbdpo,tdmpc2", f"out={tmp_path / 'c'}")
     assert result.returncode == 0, result.stderr
-    result = mbdpo("plot", "diagnostics", str(runs_dir / "cartpole-swingup"), f"out={tmp_path / 'd'}")
+    result = mbdpo_in_process("plot", "diagnostics", str(runs_dir / "cartpole-swingup"), f"out={tmp_path / 'd'}")
     assert result.returncode == 0, result.stderr
     for name in ("c.png", "c.svg", "d.png", "d.svg"):
         assert (tmp_path / name).stat().st_size > 5000
@@ -121,6 +121,7 @@ def tiny_agent(num_tasks: int = 1) -> Agent:
     return Agent(resolved, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_latent_trajectories_are_embedded_per_episode_and_plotted(tmp_path):
     agent = tiny_agent()  # the default task, cartpole-swingup (5 observations, 1 action)
     episodes = latents.episode_latents(agent, episodes=2, seed=1)

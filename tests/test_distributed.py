@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -12,7 +13,7 @@ from mbdpo.agent import Agent
 from mbdpo.config import Config
 from mbdpo.data.buffer import Batch
 from mbdpo.training.distributed import process_group
-from tests.test_cli import rows
+from tests.test_cli import mbdpo_in_process, rows
 from tests.test_multitask import TASKS, TINY, random_batch
 
 # Settings that make one update deterministic, so that the two runs can be compared exactly: both Q heads are
@@ -69,11 +70,13 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
     assert any(k.startswith("q_heads") for k in changed) and any(k.startswith("policy_head") for k in changed)
 
 
+@pytest.mark.slow
 def test_torchrun_trains_offline_with_two_processes_and_rank_zero_writes(tmp_path):
-    from tests.test_multitask import TINY_CLI, mbdpo
+    from tests.test_multitask import TINY_CLI
 
     data = tmp_path / "data"
-    assert mbdpo("collect", "task=cartpole-swingup", "policy=random", "episodes=2", f"out={data}").returncode == 0
+    collected = mbdpo_in_process("collect", "task=cartpole-swingup", "policy=random", "episodes=2", f"out={data}")
+    assert collected.returncode == 0, collected.stderr
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
          "-m", "mbdpo", "train", "task=mt30", f"data_dir={data}", *TINY_CLI, "steps=40", "log_freq=20",

@@ -6,7 +6,7 @@ import pytest
 
 from mbdpo.envs import episode_length, make_env
 from mbdpo.errors import UnknownTaskError
-from tests.test_cli import TINY, mbdpo, rows
+from tests.test_cli import TINY, mbdpo_in_process, rows
 
 
 def test_actions_in_unit_range_reach_the_environment_rescaled_and_seeds_repeat():
@@ -47,8 +47,9 @@ def test_unusable_gymnasium_tasks_are_named(task, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_short_run_on_a_terminating_gymnasium_task_switches_on_the_termination_head(tmp_path):
-    result = mbdpo("train", *TINY, "task=gym:Hopper-v5", "steps=700", "eval_freq=700", f"run_dir={tmp_path}")
+    result = mbdpo_in_process("train", *TINY, "task=gym:Hopper-v5", "steps=700", "eval_freq=700", f"run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert '"episodic": true' in (tmp_path / "config.json").read_text()
     lengths = [int(r["episode_length"]) for r in rows(tmp_path / "train.csv")]

@@ -5,7 +5,7 @@ import pytest
 
 from mbdpo.envs import METAWORLD_TASKS, episode_length, make_env
 from mbdpo.envs import metaworld as metaworld_suite
-from tests.test_cli import TINY, mbdpo, rows
+from tests.test_cli import TINY, mbdpo_in_process, rows
 
 metaworld = pytest.importorskip("metaworld", reason="MetaWorld is optional: pip install 'mbdpo[metaworld]'")
 
@@ -40,8 +40,9 @@ def test_goals_are_random_and_episodes_last_100_steps():
         assert truncated == (step == 100)
 
 
+@pytest.mark.slow
 def test_a_short_run_on_a_metaworld_task_reports_success(tmp_path):
-    result = mbdpo("train", *TINY, "task=mw-reach", "steps=600", "eval_freq=600", f"run_dir={tmp_path}")
+    result = mbdpo_in_process("train", *TINY, "task=mw-reach", "steps=600", "eval_freq=600", f"run_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 600]

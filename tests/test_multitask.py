@@ -14,7 +14,7 @@ from mbdpo.data.offline import OfflineDataset
 from mbdpo.envs.task_sets import MT30, MT80
 from mbdpo.errors import ConfigError
 from mbdpo.training.finetune import adapt_state, embedding_parameter_index, finetune_config, related_task
-from tests.test_cli import mbdpo, mbdpo_in_process, rows
+from tests.test_cli import mbdpo_in_process, rows
 
 # One worker runs this module, so that its shared run (offline_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("offline_run")
@@ -101,10 +101,10 @@ def offline_run(tmp_path_factory):
     """A small data set of 3 mt30 tasks (random episodes, written by mbdpo collect) and an offline run on it."""
     root = tmp_path_factory.mktemp("offline")
     for task in TASKS:
-        result = mbdpo("collect", f"task={task}", "policy=random", "episodes=2", f"out={root / 'data'}")
+        result = mbdpo_in_process("collect", f"task={task}", "policy=random", "episodes=2", f"out={root / 'data'}")
         assert result.returncode == 0, result.stderr
-    result = mbdpo("train", "task=mt30", f"data_dir={root / 'data'}", *TINY_CLI, "steps=300", "eval_freq=300",
-                   "log_freq=100", "eval_episodes=1", f"run_dir={root / 'run'}")
+    result = mbdpo_in_process("train", "task=mt30", f"data_dir={root / 'data'}", *TINY_CLI, "steps=300",
+                              "eval_freq=300", "log_freq=100", "eval_episodes=1", f"run_dir={root / 'run'}")
     assert result.returncode == 0, result.stderr
     return root
 
@@ -126,8 +126,8 @@ def test_offline_training_lowers_its_losses_and_evaluates_every_task(offline_run
 
 
 def test_eval_of_a_multitask_checkpoint_prints_a_per_task_table(offline_run):
-    result = mbdpo("eval", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingup",
-                   "episodes=1", f"out={offline_run / 'table.csv'}")
+    result = mbdpo_in_process("eval", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingup",
+                              "episodes=1", f"out={offline_run / 'table.csv'}")
     assert result.returncode == 0, result.stderr
     assert "cartpole-swingup" in result.stdout and "normalised score over 1 tasks" in result.stdout
     table = rows(offline_run / "table.csv")
@@ -139,8 +139,9 @@ def test_eval_of_a_multitask_checkpoint_prints_a_per_task_table(offline_run):
 
 def test_finetuning_on_a_task_without_data_starts_from_a_related_task(offline_run):
     run_dir = offline_run / "finetune"
-    result = mbdpo("finetune", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=pendulum-swingup",
-                   "steps=1000", "eval_freq=1000", "eval_episodes=1", "progress=false", f"run_dir={run_dir}")
+    result = mbdpo_in_process("finetune", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}",
+                              "task=pendulum-swingup", "steps=1000", "eval_freq=1000", "eval_episodes=1",
+                              "progress=false", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert "starts from the task embedding of cartpole-swingup" in result.stdout  # the trained task with 1 action
     trains = rows(run_dir / "train.csv")
@@ -152,8 +153,8 @@ def test_finetuning_on_a_task_without_data_starts_from_a_related_task(offline_ru
 
 def test_collect_with_a_multitask_checkpoint_writes_padded_public_chunks(offline_run):
     out = offline_run / "collected"
-    result = mbdpo("collect", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingup",
-                   "episodes=1", f"out={out}")
+    result = mbdpo_in_process("collect", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingup",
+                              "episodes=1", f"out={out}")
     assert result.returncode == 0, result.stderr
     dataset = OfflineDataset(out, obs_dim=24, action_dim=6, num_tasks=30, horizon=3)
     chunk = dataset.chunks[0]

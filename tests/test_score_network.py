@@ -24,7 +24,7 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, sc
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_matching import check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
-from tests.test_cli import TINY, assert_one_line_error, mbdpo, mbdpo_in_process, rows
+from tests.test_cli import TINY, assert_one_line_error, mbdpo_in_process, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
 # One worker runs this module, so that its shared run (score_run, a module fixture) is made once.
@@ -207,8 +207,8 @@ def test_the_check_tells_a_trained_network_from_an_untrained_one():
 def score_run(tmp_path_factory) -> Path:
     """act_mode=auto with a switch threshold so loose that the first check switches to the score network."""
     run_dir = tmp_path_factory.mktemp("score_run")
-    result = mbdpo("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
-                   "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
+    result = mbdpo_in_process("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
+                              "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert "acting with score from now on" in result.stdout
     return run_dir
@@ -224,7 +224,8 @@ def test_auto_mode_logs_score_checks_per_diffusion_step(score_run):
 def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(score_run, tmp_path):
     agent = Agent.from_checkpoint(score_run / "checkpoint.pt", device="cpu")
     assert agent.acting_mode == "score" and agent.score_network.trained
-    result = mbdpo("eval", f"checkpoint={score_run / 'checkpoint.pt'}", "episodes=1", f"out={tmp_path / 'e.csv'}")
+    result = mbdpo_in_process("eval", f"checkpoint={score_run / 'checkpoint.pt'}", "episodes=1",
+                              f"out={tmp_path / 'e.csv'}")
     assert result.returncode == 0 and "acting with score" in result.stdout, result.stderr
     assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
 
