@@ -1,6 +1,7 @@
 """A learning test that can fail: a short online run must beat a random policy by a wide margin."""
 
 import numpy as np
+import pytest
 
 import mbdpo
 from mbdpo.envs import make_env
@@ -23,14 +24,19 @@ def random_policy_return(task: str, seed: int) -> float:
     return float(np.mean(returns))
 
 
+@pytest.mark.slow
 def test_mbdpo_learns_cartpole_swingup(tmp_path):
+    # 1,000 random steps, a 1,000-update burst, then 1,000 steps acting and updating. A small planner
+    # (32 samples x 2 diffusion steps) keeps acting, over half the cost, cheap. Measured at 2,000 steps on
+    # seeds 1 / 2: 202 / 216 against 147 / 260 with 64 x 3 samples and steps, for 3/4 of the CPU time.
     run_dir = mbdpo.train(
         task="cartpole-swingup", seed=1, steps=2000, seed_steps=1000, eval_freq=2000,
         eval_episodes=EVAL_EPISODES, model_size=1, enc_dim=128, mlp_dim=128, latent_dim=64, batch_size=64,
-        num_samples=64, num_elites=16, num_pi_trajs=8, diffusion_steps=3, progress=False, device="cpu",
+        num_samples=32, num_elites=8, num_pi_trajs=8, diffusion_steps=2, progress=False, device="cpu",
         run_dir=str(tmp_path),
     )
     with open(run_dir / "eval.csv") as f:
-        final = float(f.read().strip().splitlines()[-1].split(",")[1])
+        first, final = (float(line.split(",")[1]) for line in f.read().strip().splitlines()[1:])
     random = random_policy_return("cartpole-swingup", seed=1)
     assert final > 3 * random and final > random + 80, (final, random)
+    assert final > first + 50, (first, final)  # the curve goes up from the untrained agent's evaluation

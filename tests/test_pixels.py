@@ -68,6 +68,7 @@ def test_replay_keeps_frames_as_uint8_and_pixels_are_refused_where_unsupported(t
             Config.from_overrides({"device": "cpu", "obs": "rgb", "task": task}).resolve(9, 6, 500)
 
 
+@pytest.mark.slow
 def test_a_short_run_from_pixels_evaluates(tmp_path):
     # One 500-step episode; a batch of 4 windows keeps the convolutions cheap on a CPU.
     result = mbdpo("train", *TINY, "task=cartpole-balance", "obs=rgb", "steps=500", "seed_steps=100",

@@ -107,6 +107,7 @@ def test_maniskill_wrapper_repeats_actions_and_ends_episodes_on_success(stand_in
     assert ends[-1] == (False, True) and not any(map(any, ends[:-1]))  # a cube that never moves: 100 steps
 
 
+@pytest.mark.slow
 def test_a_maniskill_task_trains_in_episodic_mode(stand_in_maniskill, tmp_path):
     overrides = dict(item.split("=", 1) for item in TINY)
     cfg = Config.from_overrides({**overrides, "task": "pick-cube", "steps": "300", "seed_steps": "200",
@@ -141,6 +142,7 @@ def test_every_maniskill_task_is_registered_and_lift_cube_names_its_replacement(
         "the nearest ManiSkill 3 task is 'pick-cube'"]
 
 
+@pytest.mark.slow
 def test_a_short_run_on_a_myosuite_task_reports_success(tmp_path):
     pytest.importorskip("myosuite", reason="MyoSuite is optional: pip install 'mbdpo[myosuite]'")
     result = run_cli("train", *TINY, "task=myo-reach", "steps=300", "seed_steps=200", "eval_freq=300",
