@@ -85,6 +85,17 @@ def train_command(tokens: list[str]) -> None:
     print(f"done: {run_dir}")
 
 
+def acting_seed(requested: int, run_seed: int) -> int:
+    """The seed a command acts with from a checkpoint (``seed=``, else the run's), after seeding every
+    random stream with it: the episodes' initial states and the planner's samples, so that the same
+    command gives the same numbers."""
+    from mbdpo.training.run_dir import seed_everything
+
+    seed = requested or run_seed
+    seed_everything(seed)
+    return seed
+
+
 def eval_command(tokens: list[str]) -> None:
     from mbdpo.agent import Agent
     from mbdpo.envs import make_env
@@ -99,7 +110,7 @@ def eval_command(tokens: list[str]) -> None:
     if options.act_mode != "run":
         agent.set_acting_mode(options.act_mode)
     cfg = agent.cfg
-    seed = options.seed or cfg.seed
+    seed = acting_seed(options.seed, cfg.seed)
     if cfg.multitask:
         eval_tasks_command(agent, options, seed)
         return
@@ -226,7 +237,7 @@ def plot_checkpoint(kind: str, options: LatentsOptions) -> list[Path]:
     if not options.checkpoint:
         raise ConfigError(f"mbdpo plot {kind} needs checkpoint=PATH")
     agent = Agent.from_checkpoint(options.checkpoint, options.device)
-    seed = options.seed or agent.cfg.seed
+    seed = acting_seed(options.seed, agent.cfg.seed)
     default_name = "latents" if kind == "latents" else "task_embeddings"
     out = Path(options.out) if options.out else Path(options.checkpoint).with_name(default_name)
     if kind == "tasks":

@@ -88,6 +88,7 @@ def collect(options: CollectOptions) -> list[Path]:
     from mbdpo.data.offline import write_chunk
     from mbdpo.envs.padding import PaddedEnv
     from mbdpo.training.evaluate import episode_seed, play_episode
+    from mbdpo.training.run_dir import seed_everything
 
     tasks = task_set(options.task_set)
     if options.task not in tasks:
@@ -105,6 +106,7 @@ def collect(options: CollectOptions) -> list[Path]:
         if not options.checkpoint:
             raise ConfigError("mbdpo collect needs checkpoint=PATH, or policy=random")
         actor = Agent.from_checkpoint(options.checkpoint, options.device)
+        seed_everything(options.seed)  # the planner's samples: the same command writes the same episodes
         task_arg = None
         if actor.cfg.multitask:
             if options.task not in actor.cfg.tasks:
