@@ -100,13 +100,20 @@ def run_chunk(runs_dir: Path, task: str, name: str, overrides: dict, steps: int)
 
 
 def collect(runs_dir: Path) -> None:
-    """Write the eval curves, the per-run summary and the plot to ``results/``."""
+    """Write the eval curves, the per-run summary and the plot to ``results/``.
+
+    A run with no directory in ``runs_dir`` (a new machine starts without the old run directories)
+    keeps the rows ``results/`` already holds for it.
+    """
     RESULTS.mkdir(exist_ok=True)
+    kept_curves, kept_summary = read_csv(RESULTS / "online_eval.csv"), read_csv(RESULTS / "online_summary.csv")
     curves, summary = [], []
     for (task, name) in RUNS:
         run_dir = runs_dir / task / name
         evals, trains = read_csv(run_dir / "eval.csv"), read_csv(run_dir / "train.csv")
         if not evals:
+            curves += [row for row in kept_curves if (row["task"], row["run"]) == (task, name)]
+            summary += [row for row in kept_summary if (row["task"], row["run"]) == (task, name)]
             continue
         curves += [{"task": task, "run": name, "step": r["step"], "reward": r["episode_reward"],
                     "success": r["episode_success"]} for r in evals]
