@@ -83,7 +83,8 @@ RUNS: dict[tuple[str, str], dict] = {
     ("walker-walk", "diffusion-cpu-rgb"): PIXELS,
 }
 SUITES: dict[str, list[tuple[str, str]]] = {
-    "core": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
+    "core": [key for key in RUNS if key[0] in CORE_TASKS
+             and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
     "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-score",
                                                  "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
