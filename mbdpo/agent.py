@@ -19,6 +19,7 @@ from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.errors import ConfigError
 from mbdpo.data.buffer import Batch
+from mbdpo.data.chains import ChainMemory
 from mbdpo.losses import consistency_loss, policy_loss, reward_loss, td_target, termination_loss, value_loss
 from mbdpo.model.functional import random_shift
 from mbdpo.model.running import RunningScale
@@ -26,7 +27,7 @@ from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoiser
 from mbdpo.planning.score_matching import (
-    ScoreCheck, check_score_network, score_matching_loss, training_inputs,
+    ScoreCheck, chain_pairs, check_score_network, score_matching_loss, training_inputs,
 )
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_network import ScoreNetwork
@@ -66,6 +67,11 @@ class Agent:
         self.score_network = ScoreNetwork(cfg).to(device)
         self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.lr)
         self.planner = make_planner(model, cfg, self.score_network)
+        self.chains = (
+            ChainMemory(cfg.score_chains, cfg.obs_shape, cfg.diffusion_steps, cfg.horizon, cfg.action_dim,
+                        torch.uint8 if cfg.obs == "rgb" else torch.float32)
+            if cfg.act_mode != "mc" and cfg.score_target == "chain" else None
+        )
 
     # --- acting ---------------------------------------------------------------
     def reset(self) -> None:
@@ -108,6 +114,8 @@ class Agent:
         task_tensor = self.task_tensor(task)
         z = self.model.encode(obs_tensor, task_tensor)
         action = self.planner.act(z, task_tensor, explore=explore)
+        if explore and self.chains is not None and self.planner.last_chain is not None:
+            self.chains.add(obs_tensor[0], task or 0, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
 
@@ -213,36 +221,61 @@ class Agent:
     def update_score_network(
         self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """One regression step of the score network onto Monte-Carlo targets (paper eq. 16).
+        """One regression step of the score network (paper eq. 16), on targets per ``score_target``.
 
         ``z [B, L]`` are the batch's encoded start states (detached), ``actions
-        [H, B, A]`` its replay windows, ``task [B]`` their tasks (multi-task).
-        The first ``score_states`` states each get a random diffusion step;
-        their inputs follow ``score_inputs``.
+        [H, B, A]`` its replay windows, ``task [B]`` their tasks (multi-task);
+        ``score_target=chain`` uses none of them but the chains of acting, and
+        waits until ``score_states`` chains are stored.
         """
-        cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
-        z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
-        task = None if task is None else task[: cfg.score_states]
-        tau = torch.randint(schedule.steps, (len(z),), device=z.device)
+        if self.chains is not None and len(self.chains) < self.cfg.score_states:
+            return {}
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
-            network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
-            # The replay window stands in for the previous plan of the warm kernel.
-            x_tau = training_inputs(
-                cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
-                self.planner.stochastic,
-            )
-            target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
+            if self.chains is None:
+                z, x_tau, tau, target, task = self._denoiser_targets(z, actions, task)
+            else:
+                z, x_tau, tau, target, task = self._chain_targets()
+        schedule = self.planner.schedule_on(z.device)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
         loss = score_matching_loss(network(x_tau, tau), target)
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.sync.average_gradients(self.score_network.parameters())
-        torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), cfg.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), self.cfg.grad_clip_norm)
         self.score_optimizer.step()
         self.score_network.updates += 1
-        if cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
+        if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
             self.set_acting_mode("score")
         return {"score_loss": loss.detach()}
+
+    def _denoiser_targets(self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None) -> tuple:
+        """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the
+        batch's first ``score_states`` states, each at a random diffusion step.
+        Returns (z, x_tau, tau, target a_bar, task)."""
+        cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
+        z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
+        task = None if task is None else task[: cfg.score_states]
+        tau = torch.randint(schedule.steps, (len(z),), device=z.device)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
+        # The replay window stands in for the previous plan of the warm kernel.
+        x_tau = training_inputs(
+            cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
+            self.planner.stochastic,
+        )
+        target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
+        return z, x_tau, tau, target, task
+
+    def _chain_targets(self) -> tuple:
+        """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;
+        the input is what the chain visited there, the target its final plan (see
+        :func:`~mbdpo.planning.score_matching.chain_pairs`). No rollouts.
+        Returns (z, x_tau, tau, target plan, task)."""
+        obs, task, visited, plans = self.chains.sample(self.cfg.score_states, self.device)
+        task = task if self.cfg.multitask else None
+        z = self.model.encode(obs.float(), task)
+        x_tau, tau = chain_pairs(visited)
+        return z, x_tau, tau, plans, task
 
     @torch.no_grad()
     def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:
@@ -278,6 +311,7 @@ class Agent:
             "score_network": self.score_network.state_dict(),
             "score_optimizer": self.score_optimizer.state_dict(),
             "acting_mode": self.acting_mode,
+            **({} if self.chains is None else {"score_chains": self.chains.state_dict()}),
         }
 
     @classmethod
@@ -298,3 +332,5 @@ class Agent:
             self.score_network.load_state_dict(state["score_network"])
             self.score_optimizer.load_state_dict(state["score_optimizer"])
             self.set_acting_mode(state["acting_mode"])
+        if self.chains is not None and "score_chains" in state:
+            self.chains.load_state_dict(state["score_chains"])

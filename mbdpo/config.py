@@ -142,7 +142,9 @@ class Config:
 
     # --- amortised score network (section 5) ------------------------------------
     act_mode: Literal["mc", "score", "auto"] = "mc"
+    score_target: Literal["denoiser", "chain"] = "denoiser"
     score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
+    score_chains: int = 10_000  # score_target=chain: the most recent Monte-Carlo chains of acting kept
     score_states: int = 32
     score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
@@ -275,6 +277,11 @@ class Config:
             raise ConfigError(f"act_mode={self.act_mode} needs planner=diffusion; planner={self.planner} acts by mc only")
         if self.act_mode != "mc" and not 0 < self.score_states <= self.batch_size:
             raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
+        if self.score_target == "chain" and self.act_mode == "score":
+            raise ConfigError("score_target=chain learns from the Monte-Carlo chains the agent runs while acting, "
+                              "so it needs act_mode=auto; valid with act_mode=score: score_target=denoiser")
+        if self.score_chains < self.score_states:
+            raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if self.obs == "rgb" and self.task not in DMCONTROL_TASKS:

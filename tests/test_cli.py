@@ -135,6 +135,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     (["train", "steps=many"], ["steps='many'", "int"]),
     (["train", "planner=cem"], ["planner='cem'", "diffusion, mppi"]),
     (["train", "task=walker-wlk", "device=cpu"], ["'walker-wlk'", "'walker-walk'"]),
+    (["train", "act_mode=score", "score_target=chain"], ["score_target=chain", "act_mode=auto", "score_target=denoiser"]),
     (["eval", "checkpoint=/nonexistent/checkpoint.pt"], ["'/nonexistent/checkpoint.pt'", "does not exist"]),
     (["eval", "checkpoint=x.pt", "epsiodes=3"], ["'epsiodes'", "'episodes'"]),
 ])

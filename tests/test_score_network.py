@@ -22,7 +22,7 @@ from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import candidate_returns
-from mbdpo.planning.score_matching import check_score_network, score_matching_loss, training_inputs
+from mbdpo.planning.score_matching import chain_pairs, check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
 from tests.test_cli import TINY, assert_one_line_error, mbdpo_in_process, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
@@ -87,6 +87,44 @@ def test_score_network_samples_the_gibbs_policy(inputs):
     expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
     assert torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03), plans.mean(0)
     assert torch.allclose(plans.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), plans.std(0)
+
+
+def sample_network(cfg, network, count: int = 2000) -> torch.Tensor:
+    """Plans drawn with the network's reverse chain from N(0, I), as act_mode=score draws them."""
+    schedule = DiffusionPlanner(ToyModel(cfg), cfg, network).schedule
+    z = torch.zeros(count, cfg.latent_dim)
+    with torch.no_grad():
+        plans, _ = reverse_diffusion(score_network_denoiser(network, ToyModel(cfg), schedule, z),
+                                     torch.randn(count, 2, 2), schedule, True)
+    return plans
+
+
+def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_policy():
+    """score_target=chain: regress each chain's final plan from the inputs the chain visited."""
+    torch.manual_seed(0)
+    cfg = toy_score_cfg()
+    model, network = ToyModel(cfg), ScoreNetwork(cfg)
+    schedule = DiffusionPlanner(model, cfg).schedule
+    chains = 1024
+    z = torch.zeros(chains, cfg.latent_dim)
+    with torch.no_grad():
+        plans, visited = reverse_diffusion(monte_carlo_denoiser(model, cfg, schedule, z),
+                                           torch.randn(chains, 2, 2), schedule, True)
+    visited = visited.transpose(0, 1)  # [chains, N, H, A], as the chain memory stores them
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 600)
+    for _ in range(600):
+        rows = torch.randint(chains, (128,))
+        x_tau, tau = chain_pairs(visited[rows])
+        loss = score_matching_loss(network(z[:128], x_tau, tau, schedule.alpha_bar[tau]), plans[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        annealing.step()
+    sampled = sample_network(cfg, network)
+    expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
+    assert torch.allclose(sampled.mean(0), GOAL.expand(2, 2), atol=0.03), sampled.mean(0)
+    assert torch.allclose(sampled.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), sampled.std(0)
 
 
 def test_untrained_network_does_not_sample_the_gibbs_policy():
@@ -158,6 +196,53 @@ def test_agent_updates_the_score_network_only_when_it_may_act_with_it():
         changed = any(not torch.equal(a, b) for a, b in zip(before, agent.score_network.parameters()))
         assert changed == updated and ("score_loss" in metrics) == updated
         assert agent.score_network.trained == updated
+
+
+def counting_rollouts(agent: Agent) -> list[int]:
+    """Counts the world model's latent dynamics calls from now on (one element per call)."""
+    calls, dynamics = [], agent.model.next
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return dynamics(*args, **kwargs)
+
+    agent.model.next = counted
+    return calls
+
+
+def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts():
+    agent = tiny_agent(act_mode="auto", score_target="chain")
+    obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    assert agent.update_score_network(torch.zeros(16, 16), torch.zeros(3, 16, 2)) == {}  # no chains yet
+    for row in obs[:10]:
+        agent.act(row)  # evaluation (no exploration): not stored
+    assert len(agent.chains) == 0
+    for row in obs:
+        agent.act(row, explore=True)
+    assert len(agent.chains) == 20
+    assert torch.equal(agent.chains.plan[19], agent.planner.previous_plan)
+    assert torch.equal(agent.chains.obs[19], torch.as_tensor(obs[19]))
+    calls = counting_rollouts(agent)
+    metrics = agent.update_score_network(torch.zeros(16, 16), torch.zeros(3, 16, 2))
+    assert metrics["score_loss"] > 0 and agent.score_network.trained and not calls
+    denoiser = tiny_agent(act_mode="auto")  # the test can fail: the Monte-Carlo a_bar target rolls out
+    calls = counting_rollouts(denoiser)
+    denoiser.update(random_batch(denoiser.cfg))
+    assert calls
+
+
+def test_network_acting_stores_no_chains_and_checkpoints_keep_them():
+    agent = tiny_agent(act_mode="auto", score_target="chain")
+    obs = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    for row in obs:
+        agent.act(row, explore=True)
+    agent.update(random_batch(agent.cfg))
+    agent.set_acting_mode("score")
+    agent.act(obs[0], explore=True)
+    assert len(agent.chains) == 12
+    restored = tiny_agent(act_mode="auto", score_target="chain")
+    restored.load_state_dict(agent.state_dict())
+    assert len(restored.chains) == 12 and torch.equal(restored.chains.visited, agent.chains.visited)
 
 
 def test_score_check_reports_errors_per_step():

@@ -218,6 +218,8 @@ class DiffusionPlanner(Planner):
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
         self.score_network = score_network
         self.use_score_network = False
+        # The last Monte-Carlo chain, (inputs visited [N, H, A], final plan [H, A]); None after network acting.
+        self.last_chain: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def schedule_on(self, device: torch.device) -> DiffusionSchedule:
         """The schedule, moved to ``device`` on first use there."""
@@ -250,6 +252,7 @@ class DiffusionPlanner(Planner):
             denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task)
         else:
             denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
-        plan, _ = reverse_diffusion(denoise, self.start(z), schedule, self.stochastic)
+        plan, visited = reverse_diffusion(denoise, self.start(z), schedule, self.stochastic)
         self.previous_plan = plan[0].clamp(-1, 1)
+        self.last_chain = None if self.use_score_network else (visited[:, 0], self.previous_plan)
         return self.previous_plan

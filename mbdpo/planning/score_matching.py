@@ -1,8 +1,17 @@
 """Training and checking the score network on Monte-Carlo targets (ALGORITHM.md section 5, paper eq. 16).
 
-Targets: at an input (z, x_tau, tau), the Monte-Carlo denoised mean a_bar of
-section 4 (equivalently, through eq. 12, the Monte-Carlo score).
+Targets (``score_target``):
+- ``denoiser`` (default): at an input (z, x_tau, tau), the Monte-Carlo
+  denoised mean a_bar of section 4 (equivalently, through eq. 12, the
+  Monte-Carlo score), estimated afresh with ``score_samples`` rollouts.
+- ``chain``: the final plan x_0 of a Monte-Carlo chain the agent ran while
+  acting, at an input that same chain visited (:func:`chain_pairs`). The
+  regression's minimiser is E[x_0 | x_tau] over the sampler's own chains, the
+  denoiser that reproduces what the Monte-Carlo sampler draws; each pair is a
+  one-sample estimate of it, as in denoising score matching. It costs no
+  rollouts, but only ``act_mode=auto`` produces chains.
 
+Inputs x_tau for ``denoiser`` (``score_inputs``):
 Inputs x_tau (``score_inputs``):
 - ``mixed`` (default): half of the rows ``forward``, half ``sampler``.
 - ``sampler``: the inputs the score-network sampler itself visits, found by
@@ -59,6 +68,16 @@ def training_inputs(
         return sampled
     first_half = (torch.arange(len(actions), device=actions.device) < len(actions) // 2).view(-1, 1, 1)
     return torch.where(first_half, forward, sampled)
+
+
+def chain_pairs(visited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training input per stored chain: a random step tau and what the chain visited there.
+
+    ``visited [B, N, H, A]`` (per chain, inputs at tau = 0..N-1) -> ``x_tau [B, H, A]``, ``tau [B]``.
+    Paired with the chain's final plan as the target, (x_tau, x_0) is a draw from the sampler's joint.
+    """
+    tau = torch.randint(visited.shape[1], (len(visited),), device=visited.device)
+    return visited[torch.arange(len(visited), device=visited.device), tau], tau
 
 
 def score_matching_loss(predicted_mean: torch.Tensor, target_mean: torch.Tensor) -> torch.Tensor:
