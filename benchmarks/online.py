@@ -4,8 +4,8 @@
   samples: the former cpu preset) vs TD-MPC2 (planner=mppi, energy_eta=0) on
   cartpole-swingup, reacher-easy, walker-walk; MBDPO with the cpu preset
   (20 x 64) on walker-walk; MBDPO with the paper's settings on cartpole-swingup.
-- ``score``: acting with the score network (act_mode=auto / score) against
-  Monte-Carlo acting (the core runs, same seed).
+- ``score``: acting with the score network (act_mode=auto / score, and auto
+  with score_target=chain) against Monte-Carlo acting (the core runs, same seed).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
 - ``domains``: MBDPO vs TD-MPC2 on mw-reach and myo-reach (success rate),
@@ -75,6 +75,8 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
+    **{(task, "diffusion-cpu-auto-chain"): {**MC_CPU, "act_mode": "auto", "score_target": "chain", "score_states": 256}
+       for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(5, 256), (10, 256), (20, 256), (5, 64), (5, 512)]},
@@ -85,8 +87,8 @@ RUNS: dict[tuple[str, str], dict] = {
 SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[0] in CORE_TASKS
              and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
-    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-score",
-                                                 "diffusion-paper-score")],
+    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-auto-chain",
+                                                 "diffusion-cpu-score", "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
     "domains": [key for key in RUNS if key[0] in SUCCESS_TASKS or key[1] == "diffusion-cpu-rgb"],
 }

@@ -1,13 +1,19 @@
 """How fast the score network fits the Monte-Carlo sampler of a trained, frozen world model.
 
     python benchmarks/score_fit.py --checkpoint RUN/checkpoint.pt --buffer RUN/buffer.npz
+    python benchmarks/score_fit.py ... --only chain --chains 2048 --updates 3000 --eval-episodes 3
 
 Loads an agent and its replay buffer, freezes the world model, and trains
 only the score network, exactly as online training does (one score-matching
-step per update on the batch's first ``score_states`` states). Every
-``--check-every`` updates it runs the held-out check of ``act_mode=auto`` on
-the states of the newest stored episodes, which training never samples, and
-records the ratio per setting. Writes ``results/score_fit.csv``.
+step per update). ``score_target=denoiser`` settings regress onto fresh
+Monte-Carlo targets on the batch's first ``score_states`` states;
+the ``chain`` setting first acts (by Monte Carlo, exploring, as training
+does) from ``--chains`` states of the buffer, which stores the chains, then
+regresses onto them. Every ``--check-every`` updates it runs the held-out
+check of ``act_mode=auto`` on the states of the newest stored episodes, which
+training never samples. With ``--eval-episodes``, the trained network and
+the Monte-Carlo sampler then act in the environment (the run's evaluation
+seeds). Writes ``results/score_fit.csv``.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import numpy as np
 import torch
 
 from mbdpo.agent import Agent
-from mbdpo.analysis.runs import write_csv
+from mbdpo.analysis.runs import read_csv, write_csv
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.envs import make_env
+from mbdpo.training.evaluate import evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
@@ -32,6 +40,7 @@ SETTINGS = {
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
+SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256}
 
 
 def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
@@ -45,8 +54,21 @@ def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.
     return buffer, held_out_obs
 
 
+def environment_return(agent: Agent, mode: str, episodes: int) -> float:
+    """Mean evaluation return acting in ``mode`` (``mc`` or ``score``) on the run's evaluation episodes."""
+    agent.set_acting_mode(mode)
+    return round(summarise(evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed))
+                 ["episode_reward"], 1)
+
+
+def training_rows(buffer: ReplayBuffer) -> np.ndarray:
+    """The buffer rows of its stored episodes' states."""
+    return np.concatenate([np.arange(start, start + rows)
+                           for start, rows in zip(buffer.episode_start, buffer.episode_rows)])
+
+
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
-        check_states: int, seed: int) -> list[dict]:
+        check_states: int, chains: int, eval_episodes: int, seed: int) -> list[dict]:
     cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
     device = torch.device("cpu")
     torch.manual_seed(seed)
@@ -58,6 +80,11 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     buffer, held_out_obs = split_buffer(buffer, held_out=2)
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
+    if agent.chains is not None:
+        tick = time.perf_counter()
+        for obs in buffer.obs[rng.choice(training_rows(buffer), chains, replace=False)]:
+            agent.act(obs, explore=True)
+        print(f"{chains} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
     rows, seconds = [], 0.0
     for update in range(updates + 1):
         if update % check_every == 0:
@@ -76,6 +103,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         tick = time.perf_counter()
         agent.update_score_network(z, batch.action)
         seconds += time.perf_counter() - tick
+    if eval_episodes:
+        rows[-1]["environment_return"] = environment_return(agent, "score", eval_episodes)
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -86,15 +116,23 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--check-every", type=int, default=250)
     parser.add_argument("--check-states", type=int, default=32)
+    parser.add_argument("--chains", type=int, default=2048, help="states acted from to fill the chain memory")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="then act in the environment this many episodes")
     parser.add_argument("--only", default="", help="substring of the setting names to run")
     args = parser.parse_args()
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
-    results = []
+    chosen = [name for name in SETTINGS if args.only in name] + (["monte carlo"] if args.eval_episodes else [])
+    results = [row for row in read_csv(RESULTS / "score_fit.csv") if row["setting"] not in chosen]  # kept
+    if args.eval_episodes:
+        agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
+        results.append({"setting": "monte carlo", "environment_return":
+                        environment_return(agent, "mc", args.eval_episodes)})
+        print(results[-1], flush=True)
     for name, overrides in SETTINGS.items():
         if args.only in name:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
-                           args.check_states, seed=0):
+                           args.check_states, args.chains, args.eval_episodes, seed=0):
                 results.append({"setting": name, **row})
     write_csv(RESULTS / "score_fit.csv", results)
 
