@@ -43,13 +43,17 @@ SETTINGS = {
 SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256}
 
 
+def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
+    """The buffer rows holding the states of the stored episodes ``episodes`` (indices)."""
+    return np.concatenate([np.arange(buffer.episode_start[i], buffer.episode_start[i] + buffer.episode_rows[i])
+                           for i in episodes])
+
+
 def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
     """Training buffer without the newest ``held_out`` episodes, and those episodes' observations."""
     newest = np.argsort(buffer.episode_start)[-held_out:]
     keep = np.setdiff1d(np.arange(len(buffer.episode_start)), newest)
-    rows = np.concatenate([np.arange(buffer.episode_start[i], buffer.episode_start[i] + buffer.episode_rows[i])
-                           for i in newest])
-    held_out_obs = buffer.obs[rows]
+    held_out_obs = buffer.obs[episode_rows(buffer, newest)]
     buffer.episode_start, buffer.episode_rows = buffer.episode_start[keep], buffer.episode_rows[keep]
     return buffer, held_out_obs
 
@@ -59,12 +63,6 @@ def environment_return(agent: Agent, mode: str, episodes: int) -> float:
     agent.set_acting_mode(mode)
     return round(summarise(evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed))
                  ["episode_reward"], 1)
-
-
-def training_rows(buffer: ReplayBuffer) -> np.ndarray:
-    """The buffer rows of its stored episodes' states."""
-    return np.concatenate([np.arange(start, start + rows)
-                           for start, rows in zip(buffer.episode_start, buffer.episode_rows)])
 
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
@@ -82,7 +80,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
     if agent.chains is not None:
         tick = time.perf_counter()
-        for obs in buffer.obs[rng.choice(training_rows(buffer), chains, replace=False)]:
+        for obs in buffer.obs[rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)]:
             agent.act(obs, explore=True)
         print(f"{chains} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
     rows, seconds = [], 0.0

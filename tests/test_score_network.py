@@ -73,22 +73,6 @@ def train_on_toy(cfg, inputs: str, steps: int, states: int = 128) -> ScoreNetwor
     return network
 
 
-@pytest.mark.parametrize("inputs", ["mixed", "forward"])
-def test_score_network_samples_the_gibbs_policy(inputs):
-    torch.manual_seed(0)
-    cfg = toy_score_cfg()
-    network = train_on_toy(cfg, inputs, steps=300)
-    planner = DiffusionPlanner(ToyModel(cfg), cfg, network)
-    z = torch.zeros(2000, cfg.latent_dim)
-    with torch.no_grad():
-        plans, _ = reverse_diffusion(
-            score_network_denoiser(network, planner.model, planner.schedule, z), torch.randn(2000, 2, 2), planner.schedule, True
-        )
-    expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
-    assert torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03), plans.mean(0)
-    assert torch.allclose(plans.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), plans.std(0)
-
-
 def sample_network(cfg, network, count: int = 2000) -> torch.Tensor:
     """Plans drawn with the network's reverse chain from N(0, I), as act_mode=score draws them."""
     schedule = DiffusionPlanner(ToyModel(cfg), cfg, network).schedule
@@ -97,6 +81,21 @@ def sample_network(cfg, network, count: int = 2000) -> torch.Tensor:
         plans, _ = reverse_diffusion(score_network_denoiser(network, ToyModel(cfg), schedule, z),
                                      torch.randn(count, 2, 2), schedule, True)
     return plans
+
+
+def assert_gibbs_policy(cfg, plans: torch.Tensor) -> None:
+    """Plans ``[count, 2, 2]`` have the toy Gibbs policy's mean (the goal) and spread."""
+    expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
+    assert torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03), plans.mean(0)
+    assert torch.allclose(plans.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), plans.std(0)
+
+
+@pytest.mark.parametrize("inputs", ["mixed", "forward"])
+def test_score_network_samples_the_gibbs_policy(inputs):
+    torch.manual_seed(0)
+    cfg = toy_score_cfg()
+    plans = sample_network(cfg, train_on_toy(cfg, inputs, steps=300))
+    assert_gibbs_policy(cfg, plans)
 
 
 def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_policy():
@@ -122,19 +121,13 @@ def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_polic
         optimizer.step()
         annealing.step()
     sampled = sample_network(cfg, network)
-    expected_std = torch.tensor([math.sqrt(TEMPERATURE), math.sqrt(TEMPERATURE / cfg.discount)])
-    assert torch.allclose(sampled.mean(0), GOAL.expand(2, 2), atol=0.03), sampled.mean(0)
-    assert torch.allclose(sampled.std(0), expected_std.unsqueeze(1).expand(2, 2), rtol=0.25), sampled.std(0)
+    assert_gibbs_policy(cfg, sampled)
 
 
 def test_untrained_network_does_not_sample_the_gibbs_policy():
     """The test above can fail: an untrained network (mean 0) is far from the goal."""
     cfg = toy_score_cfg()
-    network = ScoreNetwork(cfg)
-    z = torch.zeros(500, cfg.latent_dim)
-    schedule = DiffusionPlanner(ToyModel(cfg), cfg, network).schedule
-    with torch.no_grad():
-        plans, _ = reverse_diffusion(score_network_denoiser(network, ToyModel(cfg), schedule, z), torch.randn(500, 2, 2), schedule, True)
+    plans = sample_network(cfg, ScoreNetwork(cfg), count=500)
     assert not torch.allclose(plans.mean(0), GOAL.expand(2, 2), atol=0.03)
 
 

@@ -12,7 +12,6 @@ Targets (``score_target``):
   rollouts, but only ``act_mode=auto`` produces chains.
 
 Inputs x_tau for ``denoiser`` (``score_inputs``):
-Inputs x_tau (``score_inputs``):
 - ``mixed`` (default): half of the rows ``forward``, half ``sampler``.
 - ``sampler``: the inputs the score-network sampler itself visits, found by
   running its reverse chain from the kernel's start (N(0, I) for the paper's
