@@ -79,6 +79,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
     if agent.chains is not None:
+        if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
+            raise SystemExit(f"score_fit: --chains={chains} must be at least score_states={cfg.score_states}")
         tick = time.perf_counter()
         for obs in buffer.obs[rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)]:
             agent.act(obs, explore=True)
