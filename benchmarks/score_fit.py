@@ -58,15 +58,35 @@ def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.
     return buffer, held_out_obs
 
 
-def environment_return(agent: Agent, mode: str, episodes: int) -> float:
-    """Mean evaluation return acting in ``mode`` (``mc`` or ``score``) on the run's evaluation episodes."""
+def environment_return(agent: Agent, mode: str, episodes: int) -> dict[str, float]:
+    """Mean and std of the evaluation return acting in ``mode`` (``mc`` or ``score``) on the run's
+    evaluation episodes."""
     agent.set_acting_mode(mode)
-    return round(summarise(evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed))
-                 ["episode_reward"], 1)
+    summary = summarise(evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed))
+    return {"environment_return": round(summary["episode_reward"], 1),
+            "environment_return_std": round(summary["episode_reward_std"], 1)}
+
+
+def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None) -> None:
+    """Store the Monte-Carlo chains of acting (exploring, as training does) from each of ``observations``;
+    with ``chains_file``, load them from there if it exists, else write them there for the next setting."""
+    if chains_file and chains_file.exists():
+        agent.chains.load_state_dict(torch.load(chains_file, weights_only=True))
+        if len(agent.chains) != len(observations):
+            raise SystemExit(f"score_fit: {chains_file} holds {len(agent.chains)} chains, not --chains="
+                             f"{len(observations)}; pass --chains={len(agent.chains)} or another --chains-file")
+        print(f"{len(agent.chains)} Monte-Carlo chains loaded from {chains_file}", flush=True)
+        return
+    tick = time.perf_counter()
+    for obs in observations:
+        agent.act(obs, explore=True)
+    print(f"{len(observations)} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
+    if chains_file:
+        torch.save(agent.chains.state_dict(), chains_file)
 
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
-        check_states: int, chains: int, eval_episodes: int, seed: int) -> list[dict]:
+        check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int) -> list[dict]:
     cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
     device = torch.device("cpu")
     torch.manual_seed(seed)
@@ -81,10 +101,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     if agent.chains is not None:
         if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
             raise SystemExit(f"score_fit: --chains={chains} must be at least score_states={cfg.score_states}")
-        tick = time.perf_counter()
-        for obs in buffer.obs[rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)]:
-            agent.act(obs, explore=True)
-        print(f"{chains} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
+        states = rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)
+        fill_chains(agent, buffer.obs[states], chains_file)
+        torch.manual_seed(seed)  # the same training draws whether the chains were run or loaded
     rows, seconds = [], 0.0
     for update in range(updates + 1):
         if update % check_every == 0:
@@ -104,7 +123,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         agent.update_score_network(z, batch.action)
         seconds += time.perf_counter() - tick
     if eval_episodes:
-        rows[-1]["environment_return"] = environment_return(agent, "score", eval_episodes)
+        rows[-1].update(environment_return(agent, "score", eval_episodes))
         print(rows[-1], flush=True)
     return rows
 
@@ -117,6 +136,8 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=250)
     parser.add_argument("--check-states", type=int, default=32)
     parser.add_argument("--chains", type=int, default=2048, help="states acted from to fill the chain memory")
+    parser.add_argument("--chains-file", type=Path, help="cache of the filled chain memory: read if present, "
+                        "else written (the same checkpoint, buffer and --chains)")
     parser.add_argument("--eval-episodes", type=int, default=0, help="then act in the environment this many episodes")
     parser.add_argument("--only", default="", help="substring of the setting names to run")
     args = parser.parse_args()
@@ -125,14 +146,13 @@ def main() -> None:
     results = [row for row in read_csv(RESULTS / "score_fit.csv") if row["setting"] not in chosen]  # kept
     if args.eval_episodes:
         agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
-        results.append({"setting": "monte carlo", "environment_return":
-                        environment_return(agent, "mc", args.eval_episodes)})
+        results.append({"setting": "monte carlo", **environment_return(agent, "mc", args.eval_episodes)})
         print(results[-1], flush=True)
     for name, overrides in SETTINGS.items():
         if args.only in name:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
-                           args.check_states, args.chains, args.eval_episodes, seed=0):
+                           args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0):
                 results.append({"setting": name, **row})
     write_csv(RESULTS / "score_fit.csv", results)
 

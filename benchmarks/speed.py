@@ -5,9 +5,11 @@
 Each row times one configuration on synthetic data shaped like cartpole-swingup
 (obs 5, action 1): ``act`` is one planner call for one observation,
 ``update`` one gradient step on a batch of windows (with ``act_mode=score``
-it includes the score network's score-matching step), ``step`` their sum:
-the cost of one online training step without the environment. Run it on an
-idle machine.
+or ``auto`` it includes the score network's score-matching step), ``step`` their sum:
+the cost of one online training step without the environment. The
+``act_mode=auto score_target=chain`` rows time the steps after the switch:
+acting with the network, training it on stored chains (random ones: the
+cost does not depend on their values). Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 
 FORMER_CPU_PRESET = {"diffusion_steps": 5, "num_samples": 256, "num_elites": 32}
+CHAIN = {"act_mode": "auto", "score_target": "chain", "score_states": 256}
 CONFIGS = {
     "diffusion cpu preset (20x64)": {"planner": "diffusion", "planner_preset": "cpu"},
     "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
     "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
+    "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
+    "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
     "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
 }
@@ -45,6 +50,14 @@ def filled_buffer(obs_dim: int, action_dim: int, horizon: int) -> ReplayBuffer:
             rng.random(500), np.zeros(500),
         )
     return buffer
+
+
+def fill_random_chains(agent: Agent, obs_dim: int) -> None:
+    """Fill the agent's chain memory with random chains (for timing chain-target updates)."""
+    cfg = agent.cfg
+    for _ in range(cfg.score_chains):
+        agent.chains.add(torch.randn(obs_dim), 0, torch.randn(cfg.diffusion_steps, cfg.horizon, cfg.action_dim),
+                         torch.rand(cfg.horizon, cfg.action_dim) * 2 - 1)
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -62,8 +75,12 @@ def measure(name: str, overrides: dict, model_size: int, repeats: int) -> dict:
     agent = Agent(cfg, torch.device("cpu"))
     buffer, rng, device = filled_buffer(5, 1, cfg.horizon), np.random.default_rng(0), torch.device("cpu")
     obs = np.zeros(5, dtype=np.float32)
+    if agent.chains is not None:
+        fill_random_chains(agent, 5)
     # Updates first: with act_mode=score the agent acts with the network once it has been trained.
     ms_per_update = time_ms(lambda: agent.update(buffer.sample(cfg.batch_size, rng, device)), repeats)
+    if cfg.act_mode == "auto":  # as after the switch
+        agent.set_acting_mode("score")
     ms_per_action = time_ms(lambda: agent.act(obs, explore=True), repeats)
     return {
         "config": name, "model_size": model_size, "batch_size": cfg.batch_size,
