@@ -54,6 +54,7 @@ MC_CPU = {"planner": "diffusion", "planner_preset": "cpu", "diffusion_steps": 5,
 MC_CPU_20X64 = {"planner": "diffusion", "planner_preset": "cpu"}
 # MPPI does not read diffusion_steps, but these runs saved the former preset's 5, and resuming compares every key.
 TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0, "diffusion_steps": 5}
+AUTO_CHAIN = {**MC_CPU, "act_mode": "auto", "score_target": "chain", "score_states": 256}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 SUCCESS_TASKS = ("mw-reach", "myo-reach")
 PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
@@ -75,8 +76,8 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
-    **{(task, "diffusion-cpu-auto-chain"): {**MC_CPU, "act_mode": "auto", "score_target": "chain", "score_states": 256}
-       for task in CORE_TASKS},
+    **{(task, "diffusion-cpu-auto-chain"): AUTO_CHAIN for task in CORE_TASKS},
+    ("cartpole-swingup", "diffusion-cpu-auto-chain-refresh"): {**AUTO_CHAIN, "score_refresh": 0.1, "score_chains": 1000},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(5, 256), (10, 256), (20, 256), (5, 64), (5, 512)]},
@@ -88,10 +89,18 @@ SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[0] in CORE_TASKS
              and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
     "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-auto-chain",
+                                                 "diffusion-cpu-auto-chain-refresh",
                                                  "diffusion-cpu-score", "diffusion-paper-score")],
     "ablation": [key for key in RUNS if key[1].startswith("ablation-")],
     "domains": [key for key in RUNS if key[0] in SUCCESS_TASKS or key[1] == "diffusion-cpu-rgb"],
 }
+
+
+def matches(pattern: str, key: tuple[str, str]) -> bool:
+    """Whether ``--only``'s ``pattern`` selects the run ``key``: its whole 'task/run' name (exactly,
+    so that a run is not also a longer-named one), or else a substring of it."""
+    name = "/".join(key)
+    return pattern == name if pattern in {"/".join(k) for k in RUNS} else pattern in name
 
 
 def run_chunk(runs_dir: Path, task: str, name: str, overrides: dict, steps: int) -> None:
@@ -219,13 +228,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="steps per run per round")
     parser.add_argument("--rounds", type=int, default=0, help="stop after this many rounds (0: until --steps)")
     parser.add_argument("--suite", choices=sorted(SUITES), default="core")
-    parser.add_argument("--only", default="", help="comma-separated substrings of 'task/run' to select runs")
+    parser.add_argument("--only", default="", help="comma-separated runs to select: a whole 'task/run' selects "
+                        "that run only, anything else every run whose 'task/run' contains it")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     runs_dir = Path(args.runs_dir)
     if not args.report_only:
         patterns = args.only.split(",")
-        selected = [key for key in SUITES[args.suite] if any(p in "/".join(key) for p in patterns)]
+        selected = [key for key in SUITES[args.suite] if any(matches(p, key) for p in patterns)]
         target, rounds = args.chunk, 0
         while target <= args.steps and (not args.rounds or rounds < args.rounds):
             for task, name in selected:

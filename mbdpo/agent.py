@@ -113,11 +113,31 @@ class Agent:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         task_tensor = self.task_tensor(task)
         z = self.model.encode(obs_tensor, task_tensor)
-        action = self.planner.act(z, task_tensor, explore=explore)
+        with self._refreshing_chains(explore):
+            action = self.planner.act(z, task_tensor, explore=explore)
         if explore and self.chains is not None and self.planner.last_chain is not None:
             self.chains.add(obs_tensor[0], task or 0, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _refreshing_chains(self, explore: bool):
+        """Plan by Monte Carlo instead of with the network, with probability ``score_refresh``, while
+        ``act_mode=auto score_target=chain`` explores with the network.
+
+        Without this, the stored chains stop at the switch and age while the
+        model learns; with it, they keep coming, from the current model and
+        the states the network's own acting visits (as in DAgger).
+        """
+        refresh = (explore and self.cfg.score_refresh > 0 and self.acting_mode == "score"
+                   and float(torch.rand(())) < self.cfg.score_refresh)
+        if refresh:
+            self.planner.use_score_network = False
+        try:
+            yield
+        finally:
+            if refresh:
+                self.planner.use_score_network = True
 
     # --- learning -------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:

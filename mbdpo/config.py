@@ -145,6 +145,9 @@ class Config:
     score_target: Literal["denoiser", "chain"] = "denoiser"
     score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
     score_chains: int = 10_000  # score_target=chain: the most recent Monte-Carlo chains of acting kept
+    # score_target=chain: the fraction of exploring actions planned by Monte Carlo (their chains stored)
+    # while act_mode=auto acts with the network; 0: none, so the chains stop at the switch
+    score_refresh: float = 0.0
     score_states: int = 32
     score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
@@ -282,6 +285,12 @@ class Config:
                               "so it needs act_mode=auto; valid with act_mode=score: score_target=denoiser")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
+        if not 0 <= self.score_refresh <= 1:
+            raise ConfigError(f"score_refresh={self.score_refresh} must be a fraction in [0, 1]")
+        if self.score_refresh and (self.score_target != "chain" or self.act_mode != "auto"):
+            raise ConfigError(f"score_refresh={self.score_refresh} refreshes the chains of act_mode=auto "
+                              f"score_target=chain, not act_mode={self.act_mode} score_target={self.score_target}; "
+                              "valid otherwise: score_refresh=0")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if self.obs == "rgb" and self.task not in DMCONTROL_TASKS:

@@ -136,6 +136,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     (["train", "planner=cem"], ["planner='cem'", "diffusion, mppi"]),
     (["train", "task=walker-wlk", "device=cpu"], ["'walker-wlk'", "'walker-walk'"]),
     (["train", "act_mode=score", "score_target=chain"], ["score_target=chain", "act_mode=auto", "score_target=denoiser"]),
+    (["train", "act_mode=auto", "score_refresh=0.1"], ["score_refresh=0.1", "score_target=denoiser", "score_refresh=0"]),
+    (["train", "act_mode=auto", "score_target=chain", "score_refresh=2"], ["score_refresh=2", "[0, 1]"]),
     (["eval", "checkpoint=/nonexistent/checkpoint.pt"], ["'/nonexistent/checkpoint.pt'", "does not exist"]),
     (["eval", "checkpoint=x.pt", "epsiodes=3"], ["'epsiodes'", "'episodes'"]),
 ])

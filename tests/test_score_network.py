@@ -238,6 +238,25 @@ def test_network_acting_stores_no_chains_and_checkpoints_keep_them():
     assert len(restored.chains) == 12 and torch.equal(restored.chains.visited, agent.chains.visited)
 
 
+def test_score_refresh_plans_a_fraction_of_exploring_network_actions_by_monte_carlo():
+    obs = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    for refresh, low, high in [(0.0, 0, 0), (0.5, 18, 42), (1.0, 60, 60)]:
+        torch.manual_seed(0)
+        agent = tiny_agent(act_mode="auto", score_target="chain", score_refresh=refresh)
+        for row in obs[:8]:
+            agent.act(row, explore=True)
+        agent.update(random_batch(agent.cfg))
+        agent.set_acting_mode("score")
+        calls = counting_rollouts(agent)
+        for row in obs:
+            agent.act(row, explore=True)
+            agent.act(row)  # evaluation acting is never refreshed
+        refreshed = len(agent.chains) - 8
+        assert low <= refreshed <= high, (refresh, refreshed)
+        assert bool(calls) == (refreshed > 0)  # refreshed actions were planned by rollouts, the others not
+        assert agent.acting_mode == "score"
+
+
 def test_score_check_reports_errors_per_step():
     agent = tiny_agent(act_mode="auto")
     check = agent.check_score_network(np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
