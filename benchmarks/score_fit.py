@@ -1,7 +1,7 @@
 """How fast the score network fits the Monte-Carlo sampler of a trained, frozen world model.
 
     python benchmarks/score_fit.py --checkpoint RUN/checkpoint.pt --buffer RUN/buffer.npz
-    python benchmarks/score_fit.py ... --only chain --chains 2048 --updates 3000 --eval-episodes 3
+    python benchmarks/score_fit.py ... --only chain --chains 2048 --updates 3000 --eval-episodes 10 --chains-file chains.pt
 
 Loads an agent and its replay buffer, freezes the world model, and trains
 only the score network, exactly as online training does (one score-matching
