@@ -132,12 +132,12 @@ class Agent:
         refresh = (explore and self.cfg.score_refresh > 0 and self.acting_mode == "score"
                    and float(torch.rand(())) < self.cfg.score_refresh)
         if refresh:
-            self.planner.use_score_network = False
+            self.set_acting_mode("mc")
         try:
             yield
         finally:
             if refresh:
-                self.planner.use_score_network = True
+                self.set_acting_mode("score")
 
     # --- learning -------------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
