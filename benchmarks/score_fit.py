@@ -28,7 +28,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import read_csv, write_csv
-from mbdpo.checkpoint import load_checkpoint
+from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
@@ -69,9 +69,10 @@ def environment_return(agent: Agent, mode: str, episodes: int) -> dict[str, floa
 
 def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None) -> None:
     """Store the Monte-Carlo chains of acting (exploring, as training does) from each of ``observations``;
-    with ``chains_file``, load them from there if it exists, else write them there for the next setting."""
+    with ``chains_file``, load them from there if it exists, else write them there (atomically, in the
+    checkpoint format) for the next setting."""
     if chains_file and chains_file.exists():
-        agent.chains.load_state_dict(torch.load(chains_file, weights_only=True))
+        agent.chains.load_state_dict(load_checkpoint(chains_file)["score_chains"])
         if len(agent.chains) != len(observations):
             raise SystemExit(f"score_fit: {chains_file} holds {len(agent.chains)} chains, not --chains="
                              f"{len(observations)}; pass --chains={len(agent.chains)} or another --chains-file")
@@ -82,7 +83,7 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
         agent.act(obs, explore=True)
     print(f"{len(observations)} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
     if chains_file:
-        torch.save(agent.chains.state_dict(), chains_file)
+        save_checkpoint(chains_file, {"score_chains": agent.chains.state_dict()})
 
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
