@@ -21,6 +21,7 @@ from mbdpo.analysis.compare import CompareOptions
 from mbdpo.data.collect import CollectOptions
 from mbdpo.config import Config, parse_overrides, parse_values, user_keys
 from mbdpo.errors import ConfigError, MBDPOError, closest
+from mbdpo.training.stop import RunStopped
 
 
 @dataclass
@@ -297,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     except MBDPOError as error:
         print(f"mbdpo: error: {error}", file=sys.stderr)
         return 2
+    except RunStopped as stopped:
+        print(f"mbdpo: {stopped}", file=sys.stderr)
+        return 128 + stopped.signal
     except KeyboardInterrupt:
         print("mbdpo: interrupted; the last checkpoint is kept", file=sys.stderr)
         return 130

@@ -4,8 +4,10 @@ import contextlib
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -94,6 +96,36 @@ def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
     # fewer steps than the run has: its replay (1,503 rows) would not fit the 1,001-row buffer of steps=500
     fewer = mbdpo_in_process("train", *TINY, "steps=500", f"run_dir={run_dir}")
     assert fewer.returncode == 0 and "already complete at step 1,500 (steps=500)" in fewer.stdout, fewer.stderr
+
+
+def signal_once_logged(command: list[str], log: Path, signum: int) -> subprocess.CompletedProcess:
+    """Start ``mbdpo *command`` in a child process, send it ``signum`` once ``log`` (a CSV) has a row, and
+    wait for it to exit."""
+    child = subprocess.Popen([sys.executable, "-m", "mbdpo", *command], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (log.exists() and rows(log)) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signum)
+    stdout, stderr = child.communicate(timeout=300)
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+def test_sigterm_checkpoints_the_step_reached_and_rerunning_continues_from_it(tmp_path):
+    run_dir = tmp_path / "stopped"
+    command = ["train", *TINY, "eval_freq=1000", "steps=1500", f"run_dir={run_dir}"]
+    # The signal comes once the seed episode's train.csv row is written: as that episode ends, or in the next one.
+    stopped = signal_once_logged(command, run_dir / "train.csv", signal.SIGTERM)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 500 <= step < 1500 and step % 500 == 0  # the episode in progress was finished, not the run
+    assert f"stopped on SIGTERM at step {step:,}" in stopped.stderr.splitlines()[-1]
+    assert [int(r["step"]) for r in rows(run_dir / "train.csv")] == list(range(500, step + 1, 500))
+    resumed = mbdpo_in_process(*command)
+    assert resumed.returncode == 0 and f"resuming at step {step:,}" in resumed.stdout, resumed.stderr
+    # as if never stopped: each episode logged once, evaluations at 0, eval_freq and the end
+    assert [int(r["step"]) for r in rows(run_dir / "train.csv")] == [500, 1000, 1500]
+    assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 1000, 1500]
 
 
 def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):

@@ -44,7 +44,8 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     sync = process_group(torch.device("cpu"))
     agent = make_agent(sync)
     agent.update(shard(combined_batch(), rank, world))
-    torch.save({"model": agent.model.state_dict(), "q_scale": agent.q_scale.value}, f"{out}.{rank}")
+    stops = [sync.any(rank == world - 1), sync.any(False)]  # asked in the last process only; in none
+    torch.save({"model": agent.model.state_dict(), "q_scale": agent.q_scale.value, "stops": stops}, f"{out}.{rank}")
     sync.close()
 
 
@@ -66,6 +67,7 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
         for key, value in expected.items():
             assert torch.allclose(state["model"][key], value, atol=1e-5, rtol=1e-4), (rank, key)
         assert torch.allclose(state["q_scale"], single.q_scale.value)
+        assert state["stops"] == [True, False]  # every process stops when one is asked to
     changed = [k for k, v in expected.items() if not torch.equal(v, before[k])]
     assert any(k.startswith("q_heads") for k in changed) and any(k.startswith("policy_head") for k in changed)
 

@@ -1,6 +1,8 @@
 """Multi-task models: action masks, per-task discounts, task embeddings, fine-tuning set-up,
 and the offline -> eval -> fine-tune -> collect path of the command line."""
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from mbdpo.data.offline import OfflineDataset
 from mbdpo.envs.task_sets import MT30, MT80
 from mbdpo.errors import ConfigError
 from mbdpo.training.finetune import adapt_state, embedding_parameter_index, finetune_config, related_task
-from tests.test_cli import mbdpo_in_process, rows
+from tests.test_cli import mbdpo_in_process, rows, signal_once_logged
 
 # One worker runs this module, so that its shared run (offline_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("offline_run")
@@ -123,6 +125,21 @@ def test_offline_training_lowers_its_losses_and_evaluates_every_task(offline_run
     assert float(evals[-1]["score"]) == pytest.approx(np.mean(rewards) / 10, rel=1e-4)
     checkpoint = torch.load(offline_run / "run" / "checkpoint.pt", weights_only=True)
     assert checkpoint["trained_tasks"] == ["walker-walk", "reacher-easy", "cartpole-swingup"]  # mt30 order
+
+
+def test_ctrl_c_stops_offline_training_at_the_update_reached_and_rerunning_continues(offline_run, tmp_path):
+    run_dir = tmp_path / "stopped"
+    command = ["train", "task=mt30", f"data_dir={offline_run / 'data'}", *TINY_CLI, "eval_freq=100000",
+               "log_freq=10", "eval_episodes=1", f"run_dir={run_dir}"]
+    stopped = signal_once_logged([*command, "steps=100000"], run_dir / "train.csv", signal.SIGINT)
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 10 <= step < 100000 and f"stopped on SIGINT at step {step:,}" in stopped.stderr
+    resumed = mbdpo_in_process(*command, f"steps={step + 10}")
+    assert resumed.returncode == 0 and f"resuming at update {step:,}" in resumed.stdout, resumed.stderr
+    logged = [int(r["step"]) for r in rows(run_dir / "train.csv")]
+    assert logged == sorted(set(logged)) and logged[-1] == step + 10  # no update logged twice
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == step + 10
 
 
 def test_eval_of_a_multitask_checkpoint_prints_a_per_task_table(offline_run):

@@ -40,6 +40,9 @@ class SingleProcess:
     def broadcast_object(self, value):
         return value
 
+    def any(self, flag: bool) -> bool:
+        return flag
+
     def close(self) -> None:
         pass
 
@@ -47,9 +50,10 @@ class SingleProcess:
 class DataParallel:
     """One process of a data-parallel group set up by torchrun (environment variables RANK, WORLD_SIZE, ...)."""
 
-    def __init__(self, backend: str):
+    def __init__(self, backend: str, device: torch.device):
         dist.init_process_group(backend, timeout=EVALUATION_TIMEOUT)
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.device = device  # where the backend's collectives take their tensors (nccl: a GPU)
 
     def average_gradients(self, parameters: Iterable[torch.nn.Parameter]) -> None:
         """Replace each gradient by its mean over the processes (one all-reduce of a flat buffer)."""
@@ -76,6 +80,12 @@ class DataParallel:
         dist.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true in any process (so that all of them, e.g., stop at the same update)."""
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
     def close(self) -> None:
         dist.destroy_process_group()
 
@@ -89,7 +99,7 @@ def process_group(device: torch.device) -> SingleProcess | DataParallel:
     """The data-parallel group torchrun started this process in, or :class:`SingleProcess`."""
     if not launched_in_parallel():
         return SingleProcess()
-    return DataParallel("nccl" if device.type == "cuda" else "gloo")
+    return DataParallel("nccl" if device.type == "cuda" else "gloo", device)
 
 
 def local_device(device: torch.device) -> torch.device:

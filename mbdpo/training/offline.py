@@ -7,7 +7,8 @@ train.csv; every ``eval_freq`` updates the agent is evaluated in the real
 environment of every task that occurs in the data set, and the run is
 checkpointed. eval.csv then holds the normalised score (DMControl return / 10,
 MetaWorld success x 100, averaged), the mean return and one
-``<task>/episode_reward`` column per task.
+``<task>/episode_reward`` column per task. Ctrl-C or SIGTERM asks the run to
+stop: it finishes the update, checkpoints and stops (:mod:`mbdpo.training.stop`).
 
 Tasks whose suite is not installed (MetaWorld is optional) are trained on
 but not evaluated; the run says so at start.
@@ -20,6 +21,7 @@ rank 0 evaluates, logs and checkpoints.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ from mbdpo.training.run_dir import (
     CHECKPOINT, checkpoint_to_resume, choose_run_dir, peak_rss_mib, random_state, restore_random_state,
     seed_everything,
 )
+from mbdpo.training.stop import RunStopped, StopRequest
 
 
 class OfflineTrainer:
@@ -108,22 +111,28 @@ class OfflineTrainer:
         try:
             if not self.resumed:
                 self._evaluate_and_save(bar)
-            while self.step < cfg.steps:
-                tick = time.perf_counter()
-                metrics = self.agent.update(self.dataset.sample(cfg.batch_size, self.rng, self.device))
-                update_seconds += time.perf_counter() - tick
-                metric_sums = {k: metric_sums.get(k, 0.0) + v for k, v in metrics.items()}
-                self.step += 1
-                since_log += 1
-                bar.update(1)
-                if self.main and (self.step % cfg.log_freq == 0 or self.step == cfg.steps):
-                    row = {k: float(v) / since_log for k, v in metric_sums.items()}
-                    self.logger.log("train", {"step": self.step, **row, "elapsed": self.elapsed(),
-                                              "updates_per_second": since_log / update_seconds,
-                                              "peak_rss_mib": peak_rss_mib()})
-                    metric_sums, update_seconds, since_log = {}, 0.0, 0
-                if self.step % cfg.eval_freq == 0 or self.step == cfg.steps:
-                    self._evaluate_and_save(bar)
+            with StopRequest("update") as stop:
+                while self.step < cfg.steps:
+                    tick = time.perf_counter()
+                    metrics = self.agent.update(self.dataset.sample(cfg.batch_size, self.rng, self.device))
+                    update_seconds += time.perf_counter() - tick
+                    metric_sums = {k: metric_sums.get(k, 0.0) + v for k, v in metrics.items()}
+                    self.step += 1
+                    since_log += 1
+                    bar.update(1)
+                    if self.main and (self.step % cfg.log_freq == 0 or self.step == cfg.steps):
+                        row = {k: float(v) / since_log for k, v in metric_sums.items()}
+                        self.logger.log("train", {"step": self.step, **row, "elapsed": self.elapsed(),
+                                                  "updates_per_second": since_log / update_seconds,
+                                                  "peak_rss_mib": peak_rss_mib()})
+                        metric_sums, update_seconds, since_log = {}, 0.0, 0
+                    if self.step % cfg.eval_freq == 0 or self.step == cfg.steps:
+                        self._evaluate_and_save(bar)
+                    elif self.sync.any(stop.signal is not None):  # every process stops at the same update
+                        if self.main:
+                            self.save()
+                        # A process that got no signal itself (only another one did) stops as on SIGTERM.
+                        raise RunStopped(self.run_dir, self.step, stop.signal or signal.SIGTERM)
         finally:
             bar.close()
             self._close()

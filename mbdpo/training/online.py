@@ -3,7 +3,9 @@
 The loop: random actions for ``seed_steps`` steps, then a burst of
 ``seed_steps`` updates, then one update per environment step. Evaluation and
 checkpointing happen at episode boundaries once ``eval_freq`` steps have
-passed, so a resumed run always starts with a fresh episode.
+passed, so a resumed run always starts with a fresh episode. Ctrl-C or SIGTERM
+asks the run to stop: it finishes the episode, checkpoints and stops
+(:mod:`mbdpo.training.stop`).
 
 Resuming: running the same command again continues a run whose checkpoint is
 in the run directory (with ``run_dir=`` given, or the newest run of the same
@@ -28,7 +30,6 @@ from mbdpo.agent import Agent
 from mbdpo.checkpoint import save_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.data.buffer import ReplayBuffer
-from mbdpo.training.video import require_video_writer
 from mbdpo.diagnostics import ExponentialAverage, episode_diagnostics
 from mbdpo.envs import make_env
 from mbdpo.envs.padding import PaddedEnv
@@ -38,6 +39,8 @@ from mbdpo.training.run_dir import (
     CHECKPOINT, checkpoint_to_resume, choose_run_dir, peak_rss_mib, random_state, restore_random_state,
     seed_everything,
 )
+from mbdpo.training.stop import RunStopped, StopRequest
+from mbdpo.training.video import require_video_writer
 
 BUFFER = "buffer.npz"
 
@@ -139,18 +142,23 @@ class OnlineTrainer:
             print(f"mbdpo: {self.run_dir} is already complete at step {self.step:,} (steps={cfg.steps:,})")
             self.logger.close()
             return self.run_dir
-        # A checkpoint is written right after an evaluation, so a resumed run evaluates next one period on.
+        # Checkpoints are written after an evaluation or on a stop request, before the next evaluation is due,
+        # so a resumed run evaluates at the next multiple of eval_freq.
         next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq if self.resumed else 0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
-            while self.step < cfg.steps:
-                if self.step >= next_eval:
-                    self._evaluate_and_save(bar)
-                    next_eval += cfg.eval_freq
-                steps_before = self.step
-                self._train_episode()
-                bar.update(self.step - steps_before)
-            self._evaluate_and_save(bar)
+            with StopRequest("episode") as stop:
+                while self.step < cfg.steps:
+                    if self.step >= next_eval:
+                        self._evaluate_and_save(bar)
+                        next_eval += cfg.eval_freq
+                    if stop.signal is not None:
+                        self.save()
+                        raise RunStopped(self.run_dir, self.step, stop.signal)
+                    steps_before = self.step
+                    self._train_episode()
+                    bar.update(self.step - steps_before)
+                self._evaluate_and_save(bar)
         finally:
             bar.close()
             self.logger.close()
