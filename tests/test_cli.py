@@ -128,6 +128,29 @@ def test_sigterm_checkpoints_the_step_reached_and_rerunning_continues_from_it(tm
     assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 1000, 1500]
 
 
+def test_a_stop_during_an_evaluation_leaves_it_due_and_the_resumed_run_plays_it(tmp_path, monkeypatch):
+    import mbdpo.training.evaluate as evaluation
+
+    play = evaluation.run_episode
+
+    def signalled(*args, **kwargs):  # the first evaluation episode gets a SIGTERM
+        monkeypatch.setattr(evaluation, "run_episode", play)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return play(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "run_episode", signalled)
+    run_dir = tmp_path / "stopped"
+    command = ["train", *TINY, "eval_episodes=2", "steps=500", f"run_dir={run_dir}"]
+    stopped = mbdpo_in_process(*command)
+    assert stopped.returncode == 128 + signal.SIGTERM and "stopped on SIGTERM at step 0" in stopped.stderr
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 0 and checkpoint["eval_due"]
+    assert not (run_dir / "eval.csv").exists() or not rows(run_dir / "eval.csv")  # one of 2 episodes: not logged
+    resumed = mbdpo_in_process(*command)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500]
+
+
 def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
     out = tmp_path / "eval.csv"
     result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2", f"out={out}", "device=cpu",

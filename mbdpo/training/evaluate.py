@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,13 +81,23 @@ def run_episode(
             "episode_length": len(episode.rewards), **diagnostics}
 
 
+def never() -> bool:
+    return False
+
+
 def evaluate(
-    agent: Agent, env: gymnasium.Env, episodes: int, seed: int, task: int | None = None, video: Path | None = None
+    agent: Agent, env: gymnasium.Env, episodes: int, seed: int, task: int | None = None, video: Path | None = None,
+    stopping: Callable[[], bool] = never,
 ) -> list[dict[str, float]]:
     """Run ``episodes`` evaluation episodes with reproducible initial states; with ``video``, the first
-    one is also written there as an MP4."""
-    return [run_episode(agent, env, episode_seed(seed, "eval", i), task, video if i == 0 else None)
-            for i in range(episodes)]
+    one is also written there as an MP4. Before each episode ``stopping()`` is asked: once it is true, the
+    episodes played so far are returned (fewer than ``episodes``)."""
+    results = []
+    for i in range(episodes):
+        if stopping():
+            break
+        results.append(run_episode(agent, env, episode_seed(seed, "eval", i), task, video if i == 0 else None))
+    return results
 
 
 def summarise(results: list[dict[str, float]]) -> dict[str, float]:

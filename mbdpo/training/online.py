@@ -2,10 +2,11 @@
 
 The loop: random actions for ``seed_steps`` steps, then a burst of
 ``seed_steps`` updates, then one update per environment step. Evaluation and
-checkpointing happen at episode boundaries once ``eval_freq`` steps have
-passed, so a resumed run always starts with a fresh episode. Ctrl-C or SIGTERM
-asks the run to stop: it finishes the episode, checkpoints and stops
-(:mod:`mbdpo.training.stop`).
+checkpointing happen at the first episode boundary at or after each multiple
+of ``eval_freq``, and once more at the end, so a resumed run always starts
+with a fresh episode. Ctrl-C or SIGTERM asks the run to stop
+(:mod:`mbdpo.training.stop`): it finishes the episode (during an evaluation:
+the evaluation episode, and leaves the evaluation due), checkpoints and stops.
 
 Resuming: running the same command again continues a run whose checkpoint is
 in the run directory (with ``run_dir=`` given, or the newest run of the same
@@ -91,7 +92,7 @@ class OnlineTrainer:
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.random_steps = 0 if pretrained else cfg.seed_steps
         self.burst_pending, self.updates_from = pretrained is None, self.random_steps
-        self.next_score_check = 0
+        self.next_score_check, self.next_eval = 0, 0
         self.diagnostics = ExponentialAverage()
         self.resumed = checkpoint is not None
         if self.resumed:
@@ -110,6 +111,8 @@ class OnlineTrainer:
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
         self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
+        # Due at once when a stop interrupted it (checkpoints from before stopping have no flag: not due).
+        self.next_eval = self.step if checkpoint.get("eval_due", False) else self._eval_after(self.step)
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
         restore_random_state(checkpoint["rng"], self.rng, self.device)
         if self.step >= self.cfg.steps:
@@ -138,27 +141,28 @@ class OnlineTrainer:
     def run(self) -> Path:
         cfg = self.cfg
         self.start_time = time.time()
-        if self.resumed and self.step >= cfg.steps:
+        if self.step >= cfg.steps and self.step < self.next_eval:
             print(f"mbdpo: {self.run_dir} is already complete at step {self.step:,} (steps={cfg.steps:,})")
             self.logger.close()
             return self.run_dir
-        # Checkpoints are written after an evaluation or on a stop request, before the next evaluation is due,
-        # so a resumed run evaluates at the next multiple of eval_freq.
-        next_eval = (self.step // cfg.eval_freq + 1) * cfg.eval_freq if self.resumed else 0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
             with StopRequest("episode") as stop:
-                while self.step < cfg.steps:
-                    if self.step >= next_eval:
-                        self._evaluate_and_save(bar)
-                        next_eval += cfg.eval_freq
-                    if stop.signal is not None:
+                while True:
+                    # an evaluation at each multiple of eval_freq and at the end; cut short by a stop, it stays due
+                    eval_due = self.step >= min(self.next_eval, cfg.steps)
+                    if eval_due:
+                        evaluated = self._evaluate(bar, stopping=lambda: stop.signal is not None)
+                        self.next_eval = self._eval_after(self.step) if evaluated else self.step
+                    if eval_due or stop.signal is not None:
                         self.save()
+                    if stop.signal is not None:
                         raise RunStopped(self.run_dir, self.step, stop.signal)
+                    if self.step >= cfg.steps:
+                        break
                     steps_before = self.step
                     self._train_episode()
                     bar.update(self.step - steps_before)
-                self._evaluate_and_save(bar)
         finally:
             bar.close()
             self.logger.close()
@@ -259,15 +263,23 @@ class OnlineTrainer:
             batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
             yield self.agent.update(batch)
 
-    def _evaluate_and_save(self, bar: tqdm) -> None:
+    def _eval_after(self, step: int) -> int:
+        """The step of the first evaluation after ``step``: the next multiple of ``eval_freq``."""
+        return (step // self.cfg.eval_freq + 1) * self.cfg.eval_freq
+
+    def _evaluate(self, bar: tqdm, stopping: Callable[[], bool]) -> bool:
+        """Evaluate and log; False (nothing logged) if ``stopping()`` cut the evaluation short."""
         cfg = self.cfg
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
         video = self.run_dir / "videos" / f"{self.step}.mp4" if cfg.save_video else None
-        summary = summarise(evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video))
+        results = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video, stopping)
         bar.set_description("training")
+        if len(results) < cfg.eval_episodes:
+            return False
+        summary = summarise(results)
         self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
-        self.save()
+        return True
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.start_time
@@ -283,6 +295,7 @@ class OnlineTrainer:
             "episode": self.episode,
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
+            "eval_due": self.step >= self.next_eval,
             "diagnostics_ema": self.diagnostics.values,
             "rng": random_state(self.rng, self.device),
         })
