@@ -111,7 +111,7 @@ class OfflineTrainer:
         try:
             if not self.resumed:
                 self._evaluate_and_save(bar)
-            with StopRequest("update") as stop:
+            with StopRequest("update (or evaluation)") as stop:
                 while self.step < cfg.steps:
                     tick = time.perf_counter()
                     metrics = self.agent.update(self.dataset.sample(cfg.batch_size, self.rng, self.device))
