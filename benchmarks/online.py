@@ -63,6 +63,7 @@ PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
 # Issue 6's planner comparison, built from the core runs: per task, the MBDPO run (side A) and the TD-MPC2 one (B).
 COMPARED = {"cartpole-swingup": ("diffusion-cpu", "mppi-tdmpc2"),
             "walker-walk": ("diffusion-cpu-20x64", "mppi-tdmpc2")}
+COMPARED_FROM = 10_000  # the step every compared run must reach before the report is rebuilt
 
 
 def ablation(diffusion_steps: int, num_samples: int) -> dict:
@@ -137,16 +138,23 @@ def collect(runs_dir: Path) -> None:
     compare_planners(runs_dir)
 
 
+def last_eval_step(run_dir: Path) -> int:
+    """The step of a run's last evaluation (-1 before its first)."""
+    evals = read_csv(run_dir / "eval.csv")
+    return int(evals[-1]["step"]) if evals else -1
+
+
 def compare_planners(runs_dir: Path) -> None:
     """``mbdpo compare``'s report (curves, diagnostics, table) of the core runs in COMPARED, in results/compare/.
 
     The runs are laid out as ``mbdpo compare`` keeps them; its report cuts both runs of a task at the
-    step both have reached.
+    step both have reached. Until every run has reached ``COMPARED_FROM`` steps, the report already in
+    results/ is kept (it may come from longer runs, e.g. ones whose directories were lost).
     """
     with tempfile.TemporaryDirectory() as layout:
         for task, names in COMPARED.items():
             sources = [runs_dir / task / name for name in names]
-            if not all((source / "eval.csv").exists() for source in sources):
+            if min(last_eval_step(source) for source in sources) < COMPARED_FROM:
                 return
             for side, source in zip("ab", sources):
                 target = Path(layout) / task / side / str(COMMON["seed"])
@@ -180,7 +188,7 @@ def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
         "steps_per_second": mean("steps_per_second"),
         "ms_per_action": mean("ms_per_action"),
         "ms_per_update": mean("ms_per_update"),
-        "peak_rss_mib": round(max(float(r["peak_rss_mib"]) for r in trains)),
+        "peak_rss_mib": round(max(float(r["peak_rss_mib"]) for r in trains)) if trains else "",
     }
 
 
