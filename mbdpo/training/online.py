@@ -46,6 +46,11 @@ from mbdpo.training.video import require_video_writer
 BUFFER = "buffer.npz"
 
 
+def next_multiple(step: int, period: int) -> int:
+    """The first multiple of ``period`` after ``step``: when the next evaluation or score check is due."""
+    return (step // period + 1) * period
+
+
 def buffer_rows(cfg: Config) -> int:
     """Rows of the replay buffer: ``buffer_size``, or fewer when the whole run fits in fewer.
 
@@ -110,9 +115,10 @@ class OnlineTrainer:
         self.step, self.episode = checkpoint["step"], checkpoint["episode"]
         self.elapsed_before = checkpoint["elapsed"]
         self.burst_pending = checkpoint["burst_pending"]
-        self.next_score_check = (self.step // self.cfg.score_check_freq + 1) * self.cfg.score_check_freq
+        self.next_score_check = next_multiple(self.step, self.cfg.score_check_freq)
         # Due at once when a stop interrupted it (checkpoints from before stopping have no flag: not due).
-        self.next_eval = self.step if checkpoint.get("eval_due", False) else self._eval_after(self.step)
+        due = checkpoint.get("eval_due", False)
+        self.next_eval = self.step if due else next_multiple(self.step, self.cfg.eval_freq)
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
         restore_random_state(checkpoint["rng"], self.rng, self.device)
         if self.step >= self.cfg.steps:
@@ -153,7 +159,7 @@ class OnlineTrainer:
                     eval_due = self.step >= min(self.next_eval, cfg.steps)
                     if eval_due:
                         evaluated = self._evaluate(bar, stopping=lambda: stop.signal is not None)
-                        self.next_eval = self._eval_after(self.step) if evaluated else self.step
+                        self.next_eval = next_multiple(self.step, cfg.eval_freq) if evaluated else self.step
                     if eval_due or stop.signal is not None:
                         self.save()
                     if stop.signal is not None:
@@ -230,7 +236,7 @@ class OnlineTrainer:
         cfg, agent = self.cfg, self.agent
         if cfg.act_mode == "mc" or not agent.score_network.trained or self.step < self.next_score_check:
             return
-        self.next_score_check = (self.step // cfg.score_check_freq + 1) * cfg.score_check_freq
+        self.next_score_check = next_multiple(self.step, cfg.score_check_freq)
         states = self.rng.choice(len(observations), min(cfg.score_check_states, len(observations)), replace=False)
         tick = time.perf_counter()
         check = agent.check_score_network(observations[states], self.task_index)
@@ -262,10 +268,6 @@ class OnlineTrainer:
             batch = self.buffer.sample(self.cfg.batch_size, self.rng, self.device)
             batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
             yield self.agent.update(batch)
-
-    def _eval_after(self, step: int) -> int:
-        """The step of the first evaluation after ``step``: the next multiple of ``eval_freq``."""
-        return (step // self.cfg.eval_freq + 1) * self.cfg.eval_freq
 
     def _evaluate(self, bar: tqdm, stopping: Callable[[], bool]) -> bool:
         """Evaluate and log; False (nothing logged) if ``stopping()`` cut the evaluation short."""
