@@ -152,6 +152,7 @@ class Config:
     score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
     score_check_states: int = 32
+    # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's
     score_switch_gap: float = 0.05
 
     # --- online training (section 7) -------------------------------------------

@@ -16,7 +16,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.checkpoint import save_checkpoint
-from mbdpo.config import Config
+from mbdpo.config import Config, parse_overrides
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
@@ -24,6 +24,8 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, sc
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_matching import chain_pairs, check_score_network, score_matching_loss, training_inputs
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
+from mbdpo.training.evaluate import never
+from mbdpo.training.online import OnlineTrainer, network_within_gap
 from tests.test_cli import TINY, assert_one_line_error, mbdpo_in_process, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
@@ -300,15 +302,53 @@ def test_the_check_tells_a_trained_network_from_an_untrained_one():
     assert trained.return_gap < 0.05 < untrained.return_gap, (trained.return_gap, untrained.return_gap)
 
 
+def test_the_switch_rule_allows_the_network_to_lose_the_gap_and_no_more():
+    assert network_within_gap(760.0, 800.0, 0.05) and network_within_gap(900.0, 800.0, 0.05)
+    assert not network_within_gap(759.0, 800.0, 0.05)
+    assert network_within_gap(-105.0, -100.0, 0.05) and not network_within_gap(-106.0, -100.0, 0.05)
+
+
+def test_auto_switches_by_evaluation_return_both_ways(tmp_path):
+    """Acting with the network, an evaluation that loses more than the gap against the last Monte-Carlo
+    evaluation sends acting back to Monte Carlo; acting by Monte Carlo, the evaluation is replayed with the
+    network and decides."""
+    cfg = Config.from_overrides(parse_overrides([*TINY, "act_mode=auto", "score_states=8", "score_switch_gap=0.05",
+                                                 f"run_dir={tmp_path}"]))
+    trainer = OnlineTrainer(cfg)
+    trainer.agent.update(random_batch(trainer.cfg))  # the network has trained (one step)
+    trainer.agent.set_acting_mode("score")
+    trainer.monte_carlo_eval_return = 100.0
+    evaluation = {"episode_reward": 96.0, "episode_reward_std": 1.0, "episode_success": 0.0}
+    assert trainer._evaluate_network(evaluation, never)["acting_with_score_network"] == 1.0
+    evaluation["episode_reward"] = 94.0
+    assert trainer._evaluate_network(evaluation, never)["acting_with_score_network"] == 0.0
+    assert trainer.agent.acting_mode == "mc"
+    # By Monte Carlo: a Monte-Carlo return far above anything the network gets keeps acting by Monte Carlo,
+    # and the network's own return (from its evaluation episodes) is reported.
+    row = trainer._evaluate_network({**evaluation, "episode_reward": 1e6}, never)
+    assert trainer.monte_carlo_eval_return == 1e6 and row["score_network_reward"] < 1e6
+    assert row["acting_with_score_network"] == 0.0 and trainer.agent.acting_mode == "mc"
+
+
 @pytest.fixture(scope="module")
 def score_run(tmp_path_factory) -> Path:
-    """act_mode=auto with a switch threshold so loose that the first check switches to the score network."""
+    """act_mode=auto with a switch threshold so loose that the first evaluation with a trained network
+    switches to it."""
     run_dir = tmp_path_factory.mktemp("score_run")
     result = mbdpo_in_process("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
                               "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert "acting with score from now on" in result.stdout
     return run_dir
+
+
+def test_auto_mode_logs_the_network_evaluation_beside_monte_carlo(score_run):
+    evaluations = rows(score_run / "eval.csv")
+    assert [int(r["step"]) for r in evaluations] == [0, 500, 1000]
+    assert evaluations[0]["score_network_reward"] == ""  # untrained at step 0: never evaluated
+    assert [r["acting_with_score_network"] for r in evaluations[1:]] == ["1", "1"]
+    # Acting with the network from 500 on, the evaluation at 1000 is the network's own.
+    assert evaluations[2]["score_network_reward"] == evaluations[2]["episode_reward"]
 
 
 def test_auto_mode_logs_score_checks_per_diffusion_step(score_run):

@@ -51,6 +51,12 @@ def next_multiple(step: int, period: int) -> int:
     return (step // period + 1) * period
 
 
+def network_within_gap(network_return: float, monte_carlo_return: float, gap: float) -> bool:
+    """``act_mode=auto``'s switch rule: the network's evaluation return loses at most the fraction ``gap``
+    of the Monte-Carlo one, J_score >= J_mc - gap |J_mc| (so also for negative returns)."""
+    return network_return >= monte_carlo_return - gap * abs(monte_carlo_return)
+
+
 def buffer_rows(cfg: Config) -> int:
     """Rows of the replay buffer: ``buffer_size``, or fewer when the whole run fits in fewer.
 
@@ -98,6 +104,7 @@ class OnlineTrainer:
         self.random_steps = 0 if pretrained else cfg.seed_steps
         self.burst_pending, self.updates_from = pretrained is None, self.random_steps
         self.next_score_check, self.next_eval = 0, 0
+        self.monte_carlo_eval_return: float | None = None  # act_mode=auto: the last evaluation acting by Monte Carlo
         self.diagnostics = ExponentialAverage()
         self.resumed = checkpoint is not None
         if self.resumed:
@@ -120,6 +127,7 @@ class OnlineTrainer:
         due = checkpoint.get("eval_due", False)
         self.next_eval = self.step if due else next_multiple(self.step, self.cfg.eval_freq)
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
+        self.monte_carlo_eval_return = checkpoint.get("monte_carlo_eval_return")  # absent before the evaluated switch
         restore_random_state(checkpoint["rng"], self.rng, self.device)
         if self.step >= self.cfg.steps:
             return  # complete: run() says so and trains nothing; its replay may not fit a buffer sized for fewer steps
@@ -229,9 +237,9 @@ class OnlineTrainer:
         """Every ``score_check_freq`` steps, measure the score network on the episode just played.
 
         Its states are held out: the episode is not yet in the replay buffer.
-        With ``act_mode=auto`` the agent then acts with the score network
-        while its plans lose at most ``score_switch_gap`` of the Monte-Carlo
-        plans' imagined-return gain over random plans, by Monte Carlo otherwise.
+        A diagnostic (per-step score errors, imagined returns): whether
+        ``act_mode=auto`` acts with the network is decided at evaluations, by
+        the return it gets in the environment (:meth:`_evaluate_network`).
         """
         cfg, agent = self.cfg, self.agent
         if cfg.act_mode == "mc" or not agent.score_network.trained or self.step < self.next_score_check:
@@ -240,23 +248,15 @@ class OnlineTrainer:
         states = self.rng.choice(len(observations), min(cfg.score_check_states, len(observations)), replace=False)
         tick = time.perf_counter()
         check = agent.check_score_network(observations[states], self.task_index)
-        seconds = time.perf_counter() - tick
-        before = agent.acting_mode
-        if cfg.act_mode == "auto":
-            agent.set_acting_mode("score" if check.return_gap <= cfg.score_switch_gap else "mc")
         row = {
             "step": self.step, "return_gap": check.return_gap, "network_return": check.network_return,
             "monte_carlo_return": check.monte_carlo_return, "random_return": check.random_return,
-            "error_ratio": check.ratio, "seconds": seconds,
+            "error_ratio": check.ratio, "seconds": time.perf_counter() - tick,
             "acting_with_score_network": float(agent.acting_mode == "score"),
         }
         row.update({f"network_error_tau{tau}": float(e) for tau, e in enumerate(check.network_error)})
         row.update({f"monte_carlo_error_tau{tau}": float(e) for tau, e in enumerate(check.monte_carlo_error)})
         self.logger.log("score", row)
-        if agent.acting_mode != before:
-            tqdm.write(f"mbdpo: step {self.step:,}: acting with {agent.acting_mode} from now on "
-                       f"(the network's plans lose {check.return_gap:.1%} of the Monte-Carlo plans' gain over "
-                       f"random plans; switch at <= {cfg.score_switch_gap:.1%})")
 
     def _updates(self) -> Iterator[dict[str, torch.Tensor]]:
         """The updates due after one environment step: none, the burst, or one. Yields their metrics."""
@@ -279,9 +279,52 @@ class OnlineTrainer:
         if len(results) < cfg.eval_episodes:
             return False
         summary = summarise(results)
-        self.logger.log("eval", {"step": self.step, **summary, "elapsed": self.elapsed()})
+        row = {"step": self.step, **summary, "elapsed": self.elapsed()}
+        if cfg.act_mode == "auto" and self.agent.score_network.trained:
+            network = self._evaluate_network(summary, stopping)
+            if network is None:
+                return False
+            row.update(network)
+        self.logger.log("eval", row)
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
         return True
+
+    def _evaluate_network(self, summary: dict[str, float], stopping: Callable[[], bool]) -> dict[str, float] | None:
+        """``act_mode=auto``: the score network's evaluation return, and the switch it decides.
+
+        Acting by Monte Carlo, the evaluation episodes (same seeds) are played
+        again with the network, which is cheap (no rollouts); acting with the
+        network, the evaluation just played was the network's, and it is held
+        against the last Monte-Carlo evaluation. The agent acts with the
+        network while :func:`network_within_gap` holds, by Monte Carlo
+        otherwise. Returns the eval.csv columns, or None if ``stopping()`` cut
+        the episodes short.
+        """
+        cfg, agent = self.cfg, self.agent
+        if agent.acting_mode == "mc":
+            self.monte_carlo_eval_return = summary["episode_reward"]
+            agent.set_acting_mode("score")
+            try:
+                results = evaluate(agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, None, stopping)
+            finally:
+                agent.set_acting_mode("mc")
+            if len(results) < cfg.eval_episodes:
+                return None
+            network = summarise(results)
+        else:
+            network = summary
+        before = agent.acting_mode
+        if self.monte_carlo_eval_return is not None:
+            within = network_within_gap(network["episode_reward"], self.monte_carlo_eval_return, cfg.score_switch_gap)
+            agent.set_acting_mode("score" if within else "mc")
+        if agent.acting_mode != before:
+            tqdm.write(f"mbdpo: step {self.step:,}: acting with {agent.acting_mode} from now on (evaluation return "
+                       f"{network['episode_reward']:.1f} with the score network, {self.monte_carlo_eval_return:.1f} "
+                       f"by Monte Carlo; the network acts while it loses at most {cfg.score_switch_gap:.1%})")
+        return {"score_network_reward": network["episode_reward"],
+                "score_network_reward_std": network["episode_reward_std"],
+                "score_network_success": network["episode_success"],
+                "acting_with_score_network": float(agent.acting_mode == "score")}
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.start_time
@@ -298,6 +341,7 @@ class OnlineTrainer:
             "elapsed": self.elapsed(),
             "burst_pending": self.burst_pending,
             "eval_due": self.step >= self.next_eval,
+            "monte_carlo_eval_return": self.monte_carlo_eval_return,
             "diagnostics_ema": self.diagnostics.values,
             "rng": random_state(self.rng, self.device),
         })
