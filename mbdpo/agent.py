@@ -67,6 +67,7 @@ class Agent:
         self.score_network = ScoreNetwork(cfg).to(device)
         self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.lr)
         self.planner = make_planner(model, cfg, self.score_network)
+        self.act_with_prior = False  # act_mode=prior (mbdpo eval): the policy prior alone, no planning
         self.chains = (
             ChainMemory(cfg.score_chains, cfg.obs_shape, cfg.diffusion_steps, cfg.horizon, cfg.action_dim,
                         torch.uint8 if cfg.obs == "rgb" else torch.float32)
@@ -80,17 +81,22 @@ class Agent:
 
     @property
     def acting_mode(self) -> str:
-        """``score`` when the planner acts with the score network, else ``mc``."""
+        """``prior`` when acting with the policy prior alone, ``score`` when the planner acts with the
+        score network, else ``mc`` (the planner's own way: Monte Carlo, or MPPI)."""
+        if self.act_with_prior:
+            return "prior"
         planner = self.planner
         return "score" if isinstance(planner, DiffusionPlanner) and planner.use_score_network else "mc"
 
     def set_acting_mode(self, mode: str) -> None:
-        """Act by Monte Carlo (``mc``) or with the score network (``score``, diffusion planner only)."""
+        """Act by Monte Carlo (``mc``), with the score network (``score``, diffusion planner only), or with
+        the policy prior alone (``prior``: its mean action, a sample when exploring; as TD-MPC2 without MPC)."""
         if mode == "score" and self.cfg.planner != "diffusion":
             raise ConfigError(f"act_mode=score needs planner=diffusion, not planner={self.cfg.planner}")
         if mode == "score" and not self.score_network.trained:
             raise ConfigError("act_mode=score refused: this agent's score network was never trained "
-                              "(train with act_mode=score or auto); valid here: act_mode=mc")
+                              "(train with act_mode=score or auto); valid here: act_mode=mc or prior")
+        self.act_with_prior = mode == "prior"
         if isinstance(self.planner, DiffusionPlanner):
             self.planner.use_score_network = mode == "score"
 
@@ -113,10 +119,14 @@ class Agent:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device).unsqueeze(0)
         task_tensor = self.task_tensor(task)
         z = self.model.encode(obs_tensor, task_tensor)
-        with self._refreshing_chains(explore):
-            action = self.planner.act(z, task_tensor, explore=explore)
-        if explore and self.chains is not None and self.planner.last_chain is not None:
-            self.chains.add(obs_tensor[0], task or 0, *self.planner.last_chain)
+        if self.act_with_prior:
+            sample, info = self.model.pi(z, task_tensor)
+            action = (sample if explore else info["mean"])[0]
+        else:
+            with self._refreshing_chains(explore):
+                action = self.planner.act(z, task_tensor, explore=explore)
+            if explore and self.chains is not None and self.planner.last_chain is not None:
+                self.chains.add(obs_tensor[0], task or 0, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
 

@@ -33,7 +33,8 @@ class EvalOptions:
     seed: int = 0  # 0: the seed of the run that wrote the checkpoint
     device: str = "auto"
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
-    act_mode: Literal["run", "mc", "score"] = "run"  # run: as the run was acting when it saved
+    # run: as the run was acting when it saved; prior: the policy prior's mean action, no planning
+    act_mode: Literal["run", "mc", "score", "prior"] = "run"
     task: str = ""  # multi-task checkpoints: one of its tasks, or its set (default: every task with an environment)
     save_video: bool = False  # single-task checkpoints: the first episode as an MP4 next to the CSV
 

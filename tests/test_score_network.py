@@ -367,6 +367,25 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
     assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
 
 
+def test_prior_mode_acts_with_the_policy_prior_mean_without_planning(monkeypatch):
+    agent = tiny_agent()
+    obs = np.random.default_rng(0).normal(size=4).astype(np.float32)
+    agent.set_acting_mode("prior")
+    monkeypatch.setattr(agent.planner, "plan", lambda *args, **kwargs: pytest.fail("the planner was asked"))
+    action = agent.act(obs)
+    with torch.no_grad():
+        mean = agent.model.pi(agent.model.encode(torch.as_tensor(obs).unsqueeze(0)))[1]["mean"][0]
+    np.testing.assert_allclose(action, mean.numpy(), rtol=1e-6)
+    assert agent.acting_mode == "prior" and not np.allclose(agent.act(obs, explore=True), action)
+
+
+def test_eval_acts_with_the_prior_when_asked(score_run, tmp_path):
+    result = mbdpo_in_process("eval", f"checkpoint={score_run / 'checkpoint.pt'}", "episodes=1", "act_mode=prior",
+                              f"out={tmp_path / 'e.csv'}")
+    assert result.returncode == 0 and "acting with prior" in result.stdout, result.stderr
+    assert rows(tmp_path / "e.csv")[0]["act_mode"] == "prior"
+
+
 def test_a_checkpoint_without_a_trained_score_network_refuses_score_acting(tmp_path):
     agent = tiny_agent(act_mode="auto")  # acts by Monte Carlo; its score network never trained
     save_checkpoint(tmp_path / "checkpoint.pt", {"config": agent.cfg.to_dict(), "agent": agent.state_dict()})
