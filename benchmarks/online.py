@@ -4,8 +4,11 @@
   samples: the former cpu preset) vs TD-MPC2 (planner=mppi, energy_eta=0) on
   cartpole-swingup, reacher-easy, walker-walk; MBDPO with the cpu preset
   (20 x 64) on walker-walk; MBDPO with the paper's settings on cartpole-swingup.
-- ``score``: acting with the score network (act_mode=auto / score, and auto
-  with score_target=chain) against Monte-Carlo acting (the core runs, same seed).
+- ``score``: acting with the score network against Monte-Carlo acting (the
+  core runs, same seed): on all three tasks act_mode=auto score_target=chain
+  with 1,000 chains refreshed after the switch; on cartpole-swingup also
+  act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
+  10,000 chains.
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
   Its 5 x 256 point is the core suite's MBDPO run (same settings and seed).
@@ -55,8 +58,12 @@ MC_CPU = {"planner": "diffusion", "planner_preset": "cpu", "diffusion_steps": 5,
 MC_CPU_20X64 = {"planner": "diffusion", "planner_preset": "cpu"}
 # MPPI does not read diffusion_steps, but these runs saved the former preset's 5, and resuming compares every key.
 TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0, "diffusion_steps": 5}
-AUTO_CHAIN = {**MC_CPU, "act_mode": "auto", "score_target": "chain", "score_states": 256}
+AUTO_CHAIN = {"act_mode": "auto", "score_target": "chain", "score_states": 256}
+REFRESH = {"score_refresh": 0.1, "score_chains": 1000}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
+# Each task's MBDPO run of the core suite: the planner settings its score-network runs share.
+CORE_MBDPO = {"cartpole-swingup": ("diffusion-cpu", MC_CPU), "reacher-easy": ("diffusion-cpu", MC_CPU),
+              "walker-walk": ("diffusion-cpu-20x64", MC_CPU_20X64)}
 SUCCESS_TASKS = ("mw-reach", "myo-reach")
 PIXELS = {**MC_CPU_20X64, "obs": "rgb", "batch_size": 64}
 
@@ -77,9 +84,11 @@ RUNS: dict[tuple[str, str], dict] = {
     ("walker-walk", "diffusion-cpu-20x64"): MC_CPU_20X64,
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
-    **{(task, "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"} for task in CORE_TASKS},
-    **{(task, "diffusion-cpu-auto-chain"): AUTO_CHAIN for task in CORE_TASKS},
-    ("cartpole-swingup", "diffusion-cpu-auto-chain-refresh"): {**AUTO_CHAIN, "score_refresh": 0.1, "score_chains": 1000},
+    ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
+    # Started with the former default memory of 10,000 chains, which it keeps so that it resumes.
+    ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
+    **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
+       for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(10, 256), (20, 256), (5, 64), (5, 512)]},
@@ -90,9 +99,8 @@ RUNS: dict[tuple[str, str], dict] = {
 SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[0] in CORE_TASKS
              and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
-    "score": [key for key in RUNS if key[1] in ("diffusion-cpu", "diffusion-cpu-auto", "diffusion-cpu-auto-chain",
-                                                 "diffusion-cpu-auto-chain-refresh",
-                                                 "diffusion-cpu-score", "diffusion-paper-score")],
+    "score": [*((task, name) for task, (name, _) in CORE_MBDPO.items()),
+              *(key for key in RUNS if "-auto" in key[1] or key[1].endswith("-score"))],
     "ablation": [("cartpole-swingup", "diffusion-cpu"), *(key for key in RUNS if key[1].startswith("ablation-"))],
     "domains": [key for key in RUNS if key[0] in SUCCESS_TASKS or key[1] == "diffusion-cpu-rgb"],
 }

@@ -144,7 +144,9 @@ class Config:
     act_mode: Literal["mc", "score", "auto"] = "mc"
     score_target: Literal["denoiser", "chain"] = "denoiser"
     score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
-    score_chains: int = 10_000  # score_target=chain: the most recent Monte-Carlo chains of acting kept
+    # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
+    # chains hold what older models planned (README, "Acting with the score network (in progress)")
+    score_chains: int = 1000
     # score_target=chain: the fraction of exploring actions planned by Monte Carlo (their chains stored)
     # while act_mode=auto acts with the network; 0: none, so the chains stop at the switch
     score_refresh: float = 0.0
