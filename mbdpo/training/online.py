@@ -274,11 +274,10 @@ class OnlineTrainer:
         cfg = self.cfg
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
         video = self.run_dir / "videos" / f"{self.step}.mp4" if cfg.save_video else None
-        results = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video, stopping)
+        summary = self._play_evaluation(video, stopping)
         bar.set_description("training")
-        if len(results) < cfg.eval_episodes:
+        if summary is None:
             return False
-        summary = summarise(results)
         row = {"step": self.step, **summary, "elapsed": self.elapsed()}
         if cfg.act_mode == "auto" and self.agent.score_network.trained:
             network = self._evaluate_network(summary, stopping)
@@ -288,6 +287,13 @@ class OnlineTrainer:
         self.logger.log("eval", row)
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
         return True
+
+    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> dict[str, float] | None:
+        """The evaluation episodes (the run's evaluation seeds) in the agent's acting mode, summarised;
+        None if ``stopping()`` cut them short."""
+        cfg = self.cfg
+        results = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video, stopping)
+        return summarise(results) if len(results) == cfg.eval_episodes else None
 
     def _evaluate_network(self, summary: dict[str, float], stopping: Callable[[], bool]) -> dict[str, float] | None:
         """``act_mode=auto``: the score network's evaluation return, and the switch it decides.
@@ -305,12 +311,11 @@ class OnlineTrainer:
             self.monte_carlo_eval_return = summary["episode_reward"]
             agent.set_acting_mode("score")
             try:
-                results = evaluate(agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, None, stopping)
+                network = self._play_evaluation(None, stopping)
             finally:
                 agent.set_acting_mode("mc")
-            if len(results) < cfg.eval_episodes:
+            if network is None:
                 return None
-            network = summarise(results)
         else:
             network = summary
         before = agent.acting_mode
