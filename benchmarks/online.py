@@ -52,15 +52,12 @@ from mbdpo.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-# score_chains: every run started before its default became 1,000 saved the former 10,000, and resuming compares
-# every key (the refresh runs set 1,000).
-COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false",
-          "score_chains": 10_000}
-# The runs started with the former cpu preset (5 diffusion steps x 256 samples) keep it, so they resume.
+COMMON = {"model_size": 1, "seed": 1, "eval_freq": 2500, "eval_episodes": 3, "progress": "false"}
+# The runs started with the former cpu preset (5 diffusion steps x 256 samples): named, so that new runs of these
+# keys run the same settings.
 MC_CPU = {"planner": "diffusion", "planner_preset": "cpu", "diffusion_steps": 5, "num_samples": 256, "num_elites": 32}
 MC_CPU_20X64 = {"planner": "diffusion", "planner_preset": "cpu"}
-# MPPI does not read diffusion_steps, but these runs saved the former preset's 5, and resuming compares every key.
-TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0, "diffusion_steps": 5}
+TDMPC2 = {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0}
 AUTO_CHAIN = {"act_mode": "auto", "score_target": "chain", "score_states": 256}
 REFRESH = {"score_refresh": 0.1, "score_chains": 1000}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
@@ -88,7 +85,7 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
-    ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN},  # 10,000 chains (COMMON)
+    ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
     **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},

@@ -83,7 +83,7 @@ PLOT_KINDS = {"curves": CurvesOptions, "diagnostics": DiagnosticsOptions, "laten
 def train_command(tokens: list[str]) -> None:
     from mbdpo.training.launch import train
 
-    run_dir = train(Config.from_overrides(parse_overrides(tokens)))
+    run_dir = train(parse_overrides(tokens))
     print(f"done: {run_dir}")
 
 

@@ -222,6 +222,33 @@ def test_a_failed_resume_loses_nothing(short_run, tmp_path):
     assert before == {name: (run_dir / name).read_bytes() for name in before}
 
 
+def test_a_run_resumes_with_its_saved_values_where_the_defaults_have_changed(short_run, tmp_path):
+    """A run saved with energy_eta=0.05 (as if that had been an older default) is found and resumed by the
+    same command, without energy_eta, and keeps 0.05; a command that gives energy_eta must match it."""
+    import json
+
+    from mbdpo.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "runs" / "cartpole-swingup" / "diffusion" / "1" / "20260101-000000"
+    run_dir.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    checkpoint["config"]["energy_eta"] = 0.05
+    save_checkpoint(run_dir / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
+    (run_dir / "config.json").write_text(json.dumps(checkpoint["config"]))
+
+    given = mbdpo_in_process("train", *TINY, "energy_eta=0.1", "steps=1500", f"run_dir={run_dir}")
+    assert_one_line_error(given, "energy_eta=0.1 differs from the checkpoint's energy_eta=0.05")
+    result = mbdpo_in_process("train", *TINY, "steps=1500", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"resuming at step 1,000 cartpole-swingup with planner=diffusion (preset cpu) on cpu, run dir runs/" \
+           f"cartpole-swingup/diffusion/1/{run_dir.name}" in result.stdout
+    assert "kept from the checkpoint (not given; the command's defaults differ): energy_eta=0.05" in result.stdout
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["config"]["energy_eta"] == 0.05
+    assert json.loads((run_dir / "config.json").read_text())["energy_eta"] == 0.05
+    assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500, 1000, 1500]
+
+
 def test_a_corrupt_replay_buffer_is_a_clear_error(short_run, tmp_path):
     run_dir = tmp_path / "corrupt"
     subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)

@@ -61,3 +61,29 @@ def test_range_errors_at_resolution():
         build("device=cpu", "num_pi_trajs=600").resolve(5, 1, 500)
     with pytest.raises(ConfigError, match="latent_dim=100 must be a multiple"):
         build("device=cpu", "latent_dim=100").resolve(5, 1, 500)
+
+
+def test_a_resumed_run_keeps_its_saved_values_for_the_keys_the_command_does_not_give():
+    from mbdpo.training.run_dir import config_differences, kept_from_checkpoint, resumed_config
+
+    # saved by an older mbdpo: other defaults (score_chains), a preset resolved elsewhere, no energy_eta key at all
+    saved = {**build("device=cpu", "planner_preset=paper", "steps=5000").to_dict(), "score_chains": 10_000,
+             "device": "cuda"}
+    del saved["energy_eta"]
+    command = build("device=cpu", "steps=8000", "num_samples=64")
+    given = {"device", "steps", "num_samples"}
+    assert config_differences(saved, command, given) == ["num_samples"]  # 512 (paper preset) against 64
+    resumed = resumed_config(saved, command, {"device"})
+    assert (resumed.score_chains, resumed.planner_preset, resumed.num_samples) == (10_000, "paper", 512)
+    assert (resumed.steps, resumed.device, resumed.energy_eta) == (5000, "cpu", 0.1)  # steps: the run's
+    assert resumed_config(saved, command, {"device", "steps"}).steps == 8000
+    note = kept_from_checkpoint(resumed, command)
+    assert "score_chains=10000" in note and "num_samples=512" in note and "energy_eta" not in note
+    assert kept_from_checkpoint(command, command) == ""
+
+
+def test_a_config_object_gives_the_keys_away_from_their_defaults():
+    from mbdpo.training.run_dir import keys_set
+
+    assert keys_set(Config()) == set()
+    assert keys_set(Config(steps=7, energy_eta=0.0)) == {"steps", "energy_eta"}

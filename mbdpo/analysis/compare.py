@@ -56,9 +56,10 @@ def run_all(options: CompareOptions) -> None:
     configs = {name: {**overrides, "task": task, "seed": seed, "run_dir": str(Path(options.out) / task / name / str(seed))}
                for task in options.tasks.split(",") for seed in seeds_of(options)
                for name, overrides in side_configs(options).items()}
-    checked = [Config.from_overrides(overrides) for overrides in configs.values()]  # all bad input before any run
-    for cfg in checked:
-        train(cfg)
+    for overrides in configs.values():  # all bad input before any run
+        Config.from_overrides(overrides)
+    for overrides in configs.values():
+        train(overrides)
 
 
 def final_mean(rows: list[dict[str, str]], column: str) -> float:

@@ -40,8 +40,8 @@ from mbdpo.training.distributed import local_device, process_group
 from mbdpo.training.evaluate import evaluate_tasks, normalised_score
 from mbdpo.training.logger import RunLogger
 from mbdpo.training.run_dir import (
-    CHECKPOINT, checkpoint_to_resume, choose_run_dir, peak_rss_mib, random_state, restore_random_state,
-    seed_everything,
+    CHECKPOINT, choose_run_dir, keys_set, kept_from_checkpoint, peak_rss_mib, random_state, restore_random_state,
+    resume_point, seed_everything,
 )
 from mbdpo.training.stop import RunStopped, StopRequest
 
@@ -49,20 +49,24 @@ from mbdpo.training.stop import RunStopped, StopRequest
 class OfflineTrainer:
     """Trains one multi-task agent from a data set; see the module docstring."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, given: set[str] | None = None):
+        """``given``: the keys the command set (default: those of ``cfg`` away from their defaults); a
+        resumed run takes the others from its checkpoint (:func:`mbdpo.training.run_dir.resume_point`)."""
         if not cfg.data_dir:
             raise ConfigError(f"task={cfg.task} trains offline: give data_dir=PATH (the folder of chunk_*.pt files)")
         self.device = local_device(torch_device(cfg.device))
         self.sync = process_group(self.device)
         self.main = self.sync.rank == 0
-        self.cfg = cfg = cfg.resolve_multitask(task_set(cfg.task))
+        given = keys_set(cfg) if given is None else given
+        self.run_dir = self.sync.broadcast_object(choose_run_dir(cfg, given))
+        resumed_cfg, checkpoint = resume_point(self.run_dir, cfg, given, self.device)
+        self.kept_note = kept_from_checkpoint(resumed_cfg, cfg) if checkpoint else ""
+        self.cfg = cfg = resumed_cfg.resolve_multitask(task_set(resumed_cfg.task))
         self.dataset = OfflineDataset(cfg.data_dir, cfg.obs_dim, cfg.action_dim, cfg.num_tasks, cfg.horizon,
                                       self.sync.rank, self.sync.world_size)
         present = self.dataset.tasks()
         self.eval_tasks = [t for t in present if available(cfg.tasks[t])]
         self.unevaluated = [cfg.tasks[t] for t in present if not available(cfg.tasks[t])]
-        self.run_dir = self.sync.broadcast_object(choose_run_dir(cfg))
-        checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
         seed_everything(cfg.seed)  # the same initial networks in every process
         self.rng = np.random.default_rng(cfg.seed)
@@ -89,6 +93,8 @@ class OfflineTrainer:
         processes = f" x {self.sync.world_size} processes" if self.sync.world_size > 1 else ""
         print(f"mbdpo: {state} {cfg.task} offline with planner={cfg.planner} on {self.device}{processes}, "
               f"run dir {self.run_dir}")
+        if self.kept_note:
+            print(self.kept_note)
         print(f"data set: {len(dataset.chunks)} chunk(s), {dataset.num_transitions:,} transitions, "
               f"{dataset.nbytes / 2**30:.2f} GiB memory-mapped from {cfg.data_dir}; "
               f"{len(present)} of {cfg.num_tasks} tasks present")

@@ -37,8 +37,8 @@ from mbdpo.envs.padding import PaddedEnv
 from mbdpo.training.evaluate import episode_seed, evaluate, summarise
 from mbdpo.training.logger import RunLogger
 from mbdpo.training.run_dir import (
-    CHECKPOINT, checkpoint_to_resume, choose_run_dir, peak_rss_mib, random_state, restore_random_state,
-    seed_everything,
+    CHECKPOINT, choose_run_dir, keys_set, kept_from_checkpoint, peak_rss_mib, random_state, restore_random_state,
+    resume_point, seed_everything,
 )
 from mbdpo.training.stop import RunStopped, StopRequest
 from mbdpo.training.video import require_video_writer
@@ -77,8 +77,15 @@ class OnlineTrainer:
     phase and no burst).
     """
 
-    def __init__(self, cfg: Config, pretrained: Callable[[Agent], dict] | None = None):
+    def __init__(self, cfg: Config, pretrained: Callable[[Agent], dict] | None = None, given: set[str] | None = None):
+        """``given``: the keys the command set (default: those of ``cfg`` away from their defaults); a
+        resumed run takes the others from its checkpoint (:func:`mbdpo.training.run_dir.resume_point`)."""
         self.device = torch_device(cfg.device)
+        given = keys_set(cfg) if given is None else given
+        self.run_dir = choose_run_dir(cfg, given)
+        resumed_cfg, checkpoint = resume_point(self.run_dir, cfg, given, self.device)
+        self.kept_note = kept_from_checkpoint(resumed_cfg, cfg) if checkpoint else ""
+        cfg = resumed_cfg
         self.env, self.eval_env = make_env(cfg.task, cfg.seed, cfg.obs), make_env(cfg.task, cfg.seed, cfg.obs)
         if cfg.multitask:
             self.task_index = cfg.tasks.index(cfg.task)
@@ -92,8 +99,6 @@ class OnlineTrainer:
         self.cfg = cfg
         if cfg.save_video:
             require_video_writer()
-        self.run_dir = choose_run_dir(cfg)
-        checkpoint = checkpoint_to_resume(self.run_dir, cfg, self.device)
 
         seed_everything(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -144,6 +149,8 @@ class OnlineTrainer:
         state = f"resuming at step {self.step:,}" if self.resumed else "training"
         print(f"mbdpo: {state} {cfg.task} with planner={cfg.planner} "
               f"(preset {cfg.planner_preset}) on {self.device}, run dir {self.run_dir}")
+        if self.kept_note:
+            print(self.kept_note)
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         if cfg.act_mode != "mc":
             print(f"score network: {self.agent.score_network.parameter_count():,} parameters, act_mode={cfg.act_mode}, "

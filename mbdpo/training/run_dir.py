@@ -2,9 +2,10 @@
 
 A run directory holds ``config.json``, ``checkpoint.pt`` and the logs. Running
 the same command again resumes a run whose checkpoint is there (with
-``run_dir=`` given, or the newest run of the same task, planner and seed with
-the same configuration); settings in :data:`RESUMABLE_CHANGES` may differ, any
-other difference is an error that names the key.
+``run_dir=`` given, or the newest run of the same task, planner and seed whose
+configuration has the values the command gives). The run continues with its
+saved configuration: a key the command does not give keeps the run's value; a
+key it gives must match it, except the settings in :data:`RESUMABLE_CHANGES`.
 """
 
 from __future__ import annotations
@@ -20,59 +21,89 @@ import numpy as np
 import torch
 
 from mbdpo.checkpoint import load_checkpoint
-from mbdpo.config import Config
+from mbdpo.config import Config, user_keys
 from mbdpo.errors import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
-# Settings that may change when a run is resumed; any other difference is an error.
-RESUMABLE_CHANGES = {
-    "steps", "device", "run_dir", "resume", "progress", "eval_freq", "eval_episodes",
-    "save_buffer", "save_video", "wandb", "wandb_project", "data_dir", "log_freq",
+# Always this command's, whatever the checkpoint saved: where the run is, whether to resume it, where it
+# computes and whether it draws a progress bar.
+INVOCATION_KEYS = {"run_dir", "resume", "device", "progress"}
+# Settings a command may give new values when it resumes a run; any other key it gives must match the checkpoint.
+RESUMABLE_CHANGES = INVOCATION_KEYS | {
+    "steps", "eval_freq", "eval_episodes", "save_buffer", "save_video", "wandb", "wandb_project",
+    "data_dir", "log_freq",
 }
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two resolved configs, ignoring resumable ones.
-
-    A key that ``saved`` lacks (written by an older mbdpo) counts at its default.
-    """
-    saved = {**Config().to_dict(), **saved}
-    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
-    return sorted(k for k in keys if saved.get(k) != current.get(k))
+def keys_set(cfg: Config) -> set[str]:
+    """The keys of ``cfg`` away from their defaults: what its caller set, when only the Config is at hand."""
+    defaults = Config().to_dict()
+    return {key for key, value in cfg.to_dict().items() if value != defaults[key]}
 
 
-def find_resumable_run(base: Path, cfg: Config) -> Path | None:
-    """The newest run under ``base`` with a checkpoint and the same configuration."""
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the keys it lacks (written by an older mbdpo) at their defaults."""
+    return {**Config().to_dict(), **saved}
+
+
+def config_differences(saved: dict[str, Any], cfg: Config, given: set[str]) -> list[str]:
+    """The keys a command gave (``given``) whose values differ from a saved config's, ignoring resumable ones."""
+    saved, current = with_defaults(saved), cfg.to_dict()
+    return sorted(key for key in given - RESUMABLE_CHANGES if saved[key] != current[key])
+
+
+def resumed_config(saved: dict[str, Any], cfg: Config, given: set[str]) -> Config:
+    """The configuration a resumed run continues with: the saved one, under the keys the command gave and
+    its invocation keys. A key the command did not give keeps the run's value, even where the
+    command's default differs (a newer mbdpo's default, or a preset resolved on another device)."""
+    current = cfg.to_dict()
+    return Config.from_dict({**with_defaults(saved), **{key: current[key] for key in given | INVOCATION_KEYS}})
+
+
+def kept_from_checkpoint(resumed: Config, cfg: Config) -> str:
+    """A line naming the settings a resumed run keeps from its checkpoint where the command's values differ
+    ("" when there are none)."""
+    kept, current = resumed.to_dict(), cfg.to_dict()
+    settings = [f"{key}={kept[key]!r}" for key in user_keys(Config) if kept[key] != current[key]]
+    return "kept from the checkpoint (not given; the command's defaults differ): " + ", ".join(settings) if settings else ""
+
+
+def find_resumable_run(base: Path, cfg: Config, given: set[str]) -> Path | None:
+    """The newest run under ``base`` with a checkpoint and the values of the keys the command gave."""
     for run in sorted(base.glob("*"), reverse=True):
         config_file = run / "config.json"
         if (run / CHECKPOINT).exists() and config_file.exists():
-            if not config_differences(json.loads(config_file.read_text()), cfg.to_dict()):
+            if not config_differences(json.loads(config_file.read_text()), cfg, given):
                 return run
     return None
 
 
-def choose_run_dir(cfg: Config) -> Path:
+def choose_run_dir(cfg: Config, given: set[str]) -> Path:
     if cfg.run_dir:
         return Path(cfg.run_dir)
     base = Path("runs") / cfg.task / cfg.planner / str(cfg.seed)
-    existing = find_resumable_run(base, cfg) if cfg.resume == "auto" else None
+    existing = find_resumable_run(base, cfg, given) if cfg.resume == "auto" else None
     return existing or base / time.strftime("%Y%m%d-%H%M%S")
 
 
-def checkpoint_to_resume(run_dir: Path, cfg: Config, device: torch.device) -> dict | None:
-    """The checkpoint in ``run_dir`` if the run should resume from it; an error if its config differs."""
+def resume_point(run_dir: Path, cfg: Config, given: set[str], device: torch.device) -> tuple[Config, dict | None]:
+    """The configuration to run with and the checkpoint to resume from (None: start afresh with ``cfg``).
+
+    ``given`` are the keys the command set; one that differs from the checkpoint's (and may not change
+    on resume) is an error naming it.
+    """
     path = run_dir / CHECKPOINT
     if cfg.resume == "never" or not path.exists():
-        return None
+        return cfg, None
     checkpoint = load_checkpoint(path, device)
-    differences = config_differences(checkpoint["config"], cfg.to_dict())
+    differences = config_differences(checkpoint["config"], cfg, given)
     if differences:
         key = differences[0]
         raise ConfigError(
-            f"cannot resume {run_dir}: {key}={cfg.to_dict().get(key)!r} differs from the "
-            f"checkpoint's {key}={checkpoint['config'].get(key)!r}; use another run_dir= or resume=never"
+            f"cannot resume {run_dir}: {key}={cfg.to_dict()[key]!r} differs from the "
+            f"checkpoint's {key}={with_defaults(checkpoint['config'])[key]!r}; use another run_dir= or resume=never"
         )
-    return checkpoint
+    return resumed_config(checkpoint["config"], cfg, given), checkpoint
 
 
 def peak_rss_mib() -> float:
