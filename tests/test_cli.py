@@ -151,6 +151,25 @@ def test_a_stop_during_an_evaluation_leaves_it_due_and_the_resumed_run_plays_it(
     assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500]
 
 
+def test_a_final_evaluation_left_due_is_played_on_resume_and_the_replay_kept(short_run, tmp_path):
+    """A run stopped during its last evaluation (step == steps) plays it on resume without training, so
+    it does not load its replay: the saved buffer must stay as it was, not be overwritten by an empty one."""
+    from mbdpo.checkpoint import save_checkpoint
+
+    run_dir = tmp_path / "due"
+    subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    checkpoint["eval_due"] = True
+    save_checkpoint(run_dir / "checkpoint.pt", {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
+    (run_dir / "eval.csv").write_text("".join((run_dir / "eval.csv").read_text().splitlines(keepends=True)[:-1]))
+    replay = (run_dir / "buffer.npz").read_bytes()
+    result = mbdpo_in_process("train", *TINY, "steps=1000", f"run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500, 1000]
+    assert not torch.load(run_dir / "checkpoint.pt", weights_only=True)["eval_due"]
+    assert (run_dir / "buffer.npz").read_bytes() == replay
+
+
 def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
     out = tmp_path / "eval.csv"
     result = mbdpo("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2", f"out={out}", "device=cpu",

@@ -111,6 +111,7 @@ class OnlineTrainer:
         self.next_score_check, self.next_eval = 0, 0
         self.monte_carlo_eval_return: float | None = None  # act_mode=auto: the last evaluation acting by Monte Carlo
         self.diagnostics = ExponentialAverage()
+        self.replay_left_on_disk = False  # a resumed run that trains no further does not load its replay
         self.resumed = checkpoint is not None
         if self.resumed:
             self._restore(checkpoint)
@@ -135,7 +136,10 @@ class OnlineTrainer:
         self.monte_carlo_eval_return = checkpoint.get("monte_carlo_eval_return")  # absent before the evaluated switch
         restore_random_state(checkpoint["rng"], self.rng, self.device)
         if self.step >= self.cfg.steps:
-            return  # complete: run() says so and trains nothing; its replay may not fit a buffer sized for fewer steps
+            # It trains no further (at most it plays an evaluation left due): its replay, which may not fit a
+            # buffer sized for fewer steps, stays on disk as it is, and save() keeps that file.
+            self.replay_left_on_disk = True
+            return
         buffer_file = self.run_dir / BUFFER
         if buffer_file.exists():
             self.buffer.load(buffer_file)
@@ -343,7 +347,7 @@ class OnlineTrainer:
 
     def save(self) -> None:
         """Checkpoint (and replay buffer) for resuming, written atomically."""
-        if self.cfg.save_buffer:
+        if self.cfg.save_buffer and not self.replay_left_on_disk:
             self.buffer.save(self.run_dir / BUFFER)
         save_checkpoint(self.run_dir / CHECKPOINT, {
             "config": self.cfg.to_dict(),
