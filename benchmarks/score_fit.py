@@ -2,6 +2,7 @@
 
     python benchmarks/score_fit.py --checkpoint RUN/checkpoint.pt --buffer RUN/buffer.npz
     python benchmarks/score_fit.py ... --only chain --chains 2048 --updates 3000 --eval-episodes 10 --chains-file chains.pt
+    python benchmarks/score_fit.py ... --continue-run --updates 4000 --check-every 1000 --eval-episodes 5
 
 Loads an agent and its replay buffer, freezes the world model, and trains
 only the score network, exactly as online training does (one score-matching
@@ -13,7 +14,12 @@ regresses onto them. Every ``--check-every`` updates it runs the held-out
 check of ``act_mode=auto`` on the states of the newest stored episodes, which
 training never samples. With ``--eval-episodes``, the trained network and
 the Monte-Carlo sampler then act in the environment (the run's evaluation
-seeds). Writes ``results/score_fit.csv``.
+seeds). ``--continue-run`` measures how far an online run's network lags
+behind its own chain memory: it continues the checkpoint's own score network
+(and optimiser) on the checkpoint's own chains, with the world model frozen,
+and acts in the environment at every check (``--new-network``: a new
+network learns from those chains); it writes
+``results/score_lag.csv``, the other settings ``results/score_fit.csv``.
 """
 
 from __future__ import annotations
@@ -87,19 +93,26 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
 
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
-        check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int) -> list[dict]:
+        check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int,
+        continue_run: bool = False, new_network: bool = False) -> list[dict]:
     cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
     device = torch.device("cpu")
     torch.manual_seed(seed)
     agent = Agent(cfg, device)
-    agent.model.load_state_dict(checkpoint["agent"]["model"])
+    if continue_run:  # the run's own network, optimiser and chains
+        agent.load_state_dict(checkpoint["agent"])
+        if new_network:  # ... but a new network and optimiser learn from its chains
+            agent.score_network.load_state_dict(Agent(cfg, device).score_network.state_dict())
+            agent.score_optimizer = torch.optim.Adam(agent.score_network.parameters(), lr=cfg.lr)
+    else:
+        agent.model.load_state_dict(checkpoint["agent"]["model"])
     agent.model.requires_grad_(False)
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(buffer_path)
     buffer, held_out_obs = split_buffer(buffer, held_out=2)
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
-    if agent.chains is not None:
+    if agent.chains is not None and not continue_run:
         if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
             raise SystemExit(f"score_fit: --chains={chains} must be at least score_states={cfg.score_states}")
         states = rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)
@@ -114,6 +127,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
                          "network_error": round(float(check.network_error.mean()), 4),
                          "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
                          "ms_per_score_update": round(1000 * seconds / max(update, 1), 1)})
+            if eval_episodes and (continue_run or update == updates) and agent.score_network.trained:
+                rows[-1].update(environment_return(agent, "score", eval_episodes))
             print(rows[-1], flush=True)
         if update == updates:
             break
@@ -123,9 +138,6 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         tick = time.perf_counter()
         agent.update_score_network(z, batch.action)
         seconds += time.perf_counter() - tick
-    if eval_episodes:
-        rows[-1].update(environment_return(agent, "score", eval_episodes))
-        print(rows[-1], flush=True)
     return rows
 
 
@@ -141,21 +153,35 @@ def main() -> None:
                         "else written (the same checkpoint, buffer and --chains)")
     parser.add_argument("--eval-episodes", type=int, default=0, help="then act in the environment this many episodes")
     parser.add_argument("--only", default="", help="substring of the setting names to run")
+    parser.add_argument("--continue-run", action="store_true",
+                        help="continue the checkpoint's own score network on its own chains (act_mode=auto "
+                             "score_target=chain runs), acting in the environment at every check")
+    parser.add_argument("--new-network", action="store_true",
+                        help="with --continue-run: a new score network learns from the run's own chains")
+    parser.add_argument("--out", type=Path, help="results CSV (default: results/score_lag.csv with --continue-run, "
+                        "else results/score_fit.csv)")
+    parser.add_argument("--keep-monte-carlo", action="store_true",
+                        help="keep the CSV's Monte-Carlo row (of the same checkpoint) instead of acting again")
     args = parser.parse_args()
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
-    chosen = [name for name in SETTINGS if args.only in name] + (["monte carlo"] if args.eval_episodes else [])
-    results = [row for row in read_csv(RESULTS / "score_fit.csv") if row["setting"] not in chosen]  # kept
-    if args.eval_episodes:
+    own = "chain, the run's own" + (", new network" if args.new_network else "")
+    settings = {own: {}} if args.continue_run else SETTINGS
+    out = args.out or RESULTS / ("score_lag.csv" if args.continue_run else "score_fit.csv")
+    monte_carlo = args.eval_episodes and not args.keep_monte_carlo
+    chosen = [name for name in settings if args.only in name] + (["monte carlo"] if monte_carlo else [])
+    results = [row for row in read_csv(out) if row["setting"] not in chosen]  # kept
+    if monte_carlo:
         agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
         results.append({"setting": "monte carlo", **environment_return(agent, "mc", args.eval_episodes)})
         print(results[-1], flush=True)
-    for name, overrides in SETTINGS.items():
+    for name, overrides in settings.items():
         if args.only in name:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
-                           args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0):
+                           args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0,
+                           continue_run=args.continue_run, new_network=args.new_network):
                 results.append({"setting": name, **row})
-    write_csv(RESULTS / "score_fit.csv", results)
+    write_csv(out, results)
 
 
 if __name__ == "__main__":
