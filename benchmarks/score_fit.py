@@ -99,11 +99,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     device = torch.device("cpu")
     torch.manual_seed(seed)
     agent = Agent(cfg, device)
-    if continue_run:  # the run's own network, optimiser and chains
-        agent.load_state_dict(checkpoint["agent"])
-        if new_network:  # ... but a new network and optimiser learn from its chains
-            agent.score_network.load_state_dict(Agent(cfg, device).score_network.state_dict())
-            agent.score_optimizer = torch.optim.Adam(agent.score_network.parameters(), lr=cfg.lr)
+    if continue_run:  # the run's own network, optimiser and chains; with new_network, the agent's new ones
+        score_state = ("score_network", "score_optimizer", "acting_mode") if new_network else ()
+        agent.load_state_dict({key: value for key, value in checkpoint["agent"].items() if key not in score_state})
     else:
         agent.model.load_state_dict(checkpoint["agent"]["model"])
     agent.model.requires_grad_(False)
@@ -163,6 +161,8 @@ def main() -> None:
     parser.add_argument("--keep-monte-carlo", action="store_true",
                         help="keep the CSV's Monte-Carlo row (of the same checkpoint) instead of acting again")
     args = parser.parse_args()
+    if args.new_network and not args.continue_run:
+        parser.error("--new-network is an option of --continue-run")
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
     own = "chain, the run's own" + (", new network" if args.new_network else "")
     settings = {own: {}} if args.continue_run else SETTINGS
