@@ -212,13 +212,19 @@ class Config:
 
         Returns a new configuration; ``self`` is not changed.
         """
+        cfg = self.with_environment(obs_dim, action_dim, episode_length)
+        cfg.validate()
+        return cfg
+
+    def with_environment(self, obs_dim: int, action_dim: int, episode_length: int) -> "Config":
+        """A copy with the environment-dependent fields filled in and the settings that follow from them
+        (``discount``, and ``seed_steps`` when 0); not validated."""
         cfg = dataclasses.replace(self, obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length)
         cfg.discount = discount_from_episode_length(
             episode_length, cfg.discount_min, cfg.discount_max, cfg.discount_denom
         )
         if cfg.seed_steps == 0:
             cfg.seed_steps = max(1000, 5 * episode_length)
-        cfg.validate()
         return cfg
 
     def resolve_multitask(self, tasks: Sequence[str]) -> "Config":

@@ -82,6 +82,19 @@ def test_a_resumed_run_keeps_its_saved_values_for_the_keys_the_command_does_not_
     assert kept_from_checkpoint(command, command) == ""
 
 
+def test_settings_resolved_from_the_environment_compare_as_the_run_resolved_them():
+    from mbdpo.training.run_dir import config_differences, kept_from_checkpoint, resumed_config
+
+    saved = build("device=cpu", "steps=5000").resolve(5, 1, 500).to_dict()  # seed_steps=0 resolved: 2500
+    assert saved["seed_steps"] == 2500
+    command = build("device=cpu", "seed_steps=0")
+    assert config_differences(saved, command, {"seed_steps"}) == []
+    assert config_differences(saved, build("device=cpu", "seed_steps=1000"), {"seed_steps"}) == ["seed_steps"]
+    resumed = resumed_config(saved, build("device=cpu"), {"device"})
+    assert kept_from_checkpoint(resumed, build("device=cpu")) == "kept from the checkpoint (not given; the " \
+                                                                  "command's defaults differ): steps=5000"
+
+
 def test_a_config_object_gives_the_keys_away_from_their_defaults():
     from mbdpo.training.run_dir import keys_set
 

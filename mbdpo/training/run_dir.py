@@ -46,9 +46,18 @@ def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
     return {**Config().to_dict(), **saved}
 
 
+def resolved_like(cfg: Config, run: dict[str, Any]) -> dict[str, Any]:
+    """``cfg``'s values as a run resolved its own: an unresolved ``cfg`` gets the run's environment fields,
+    and the settings that follow from them (``seed_steps=0``), so that its values compare with the run's."""
+    if cfg.episode_length or not run["episode_length"]:
+        return cfg.to_dict()
+    return cfg.with_environment(run["obs_dim"], run["action_dim"], run["episode_length"]).to_dict()
+
+
 def config_differences(saved: dict[str, Any], cfg: Config, given: set[str]) -> list[str]:
     """The keys a command gave (``given``) whose values differ from a saved config's, ignoring resumable ones."""
-    saved, current = with_defaults(saved), cfg.to_dict()
+    saved = with_defaults(saved)
+    current = resolved_like(cfg, saved)
     return sorted(key for key in given - RESUMABLE_CHANGES if saved[key] != current[key])
 
 
@@ -63,7 +72,8 @@ def resumed_config(saved: dict[str, Any], cfg: Config, given: set[str]) -> Confi
 def kept_from_checkpoint(resumed: Config, cfg: Config) -> str:
     """A line naming the settings a resumed run keeps from its checkpoint where the command's values differ
     ("" when there are none)."""
-    kept, current = resumed.to_dict(), cfg.to_dict()
+    kept = resumed.to_dict()
+    current = resolved_like(cfg, kept)
     settings = [f"{key}={kept[key]!r}" for key in user_keys(Config) if kept[key] != current[key]]
     return "kept from the checkpoint (not given; the command's defaults differ): " + ", ".join(settings) if settings else ""
 
