@@ -134,7 +134,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         with torch.no_grad():
             z = agent.model.encode(batch.obs[0])
         tick = time.perf_counter()
-        agent.update_score_network(z, batch.action)
+        agent.update_score_network(batch, z)
         seconds += time.perf_counter() - tick
     return rows
 

@@ -73,6 +73,8 @@ class Agent:
                         torch.uint8 if cfg.obs == "rgb" else torch.float32)
             if cfg.act_mode != "mc" and cfg.score_target == "chain" else None
         )
+        # The chains of Monte-Carlo acting are stored unless the chains come from the replay (score_replay_chains).
+        self.store_acting_chains = self.chains is not None and not cfg.score_replay_chains
 
     # --- acting ---------------------------------------------------------------
     def reset(self) -> None:
@@ -125,8 +127,8 @@ class Agent:
         else:
             with self._refreshing_chains(explore):
                 action = self.planner.act(z, task_tensor, explore=explore)
-            if explore and self.chains is not None and self.planner.last_chain is not None:
-                self.chains.add(obs_tensor[0], task or 0, *self.planner.last_chain)
+            if explore and self.store_acting_chains and self.planner.last_chain is not None:
+                self.chains.add(obs_tensor, torch.tensor([task or 0]), *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
 
@@ -161,7 +163,7 @@ class Agent:
         metrics.update(self._update_policy(latents, batch.task))
         self.model.update_targets()
         if self.cfg.act_mode != "mc":
-            metrics.update(self.update_score_network(latents[0], batch.action, batch.task))
+            metrics.update(self.update_score_network(batch, latents[0]))
         return metrics
 
     def _update_model(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -248,22 +250,23 @@ class Agent:
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
 
     # --- the score network (section 5) -----------------------------------------
-    def update_score_network(
-        self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def update_score_network(self, batch: Batch, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """One regression step of the score network (paper eq. 16), on targets per ``score_target``.
 
-        ``z [B, L]`` are the batch's encoded start states (detached), ``actions
-        [H, B, A]`` its replay windows, ``task [B]`` their tasks (multi-task);
-        ``score_target=chain`` uses none of them but the chains of acting, and
+        ``z [B, L]`` are the batch's encoded start states (detached).
+        ``score_target=denoiser`` regresses at the batch's first
+        ``score_states`` states; ``chain`` on stored chains: it first plans
+        ``score_replay_chains`` new ones from the batch's start states, and
         waits until ``score_states`` chains are stored.
         """
-        if self.chains is not None and len(self.chains) < self.cfg.score_states:
-            return {}
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
+            if self.cfg.score_replay_chains:
+                self._plan_replay_chains(batch.obs[0], z, batch.task)
             if self.chains is None:
-                z, x_tau, tau, target, task = self._denoiser_targets(z, actions, task)
+                z, x_tau, tau, target, task = self._denoiser_targets(z, batch.action, batch.task)
+            elif len(self.chains) < self.cfg.score_states:
+                return {}
             else:
                 z, x_tau, tau, target, task = self._chain_targets()
         schedule = self.planner.schedule_on(z.device)
@@ -295,6 +298,23 @@ class Agent:
         )
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
         return z, x_tau, tau, target, task
+
+    def _plan_replay_chains(self, obs: torch.Tensor, z: torch.Tensor, task: torch.Tensor | None) -> None:
+        """Plan and store Monte-Carlo chains from the first of the batch's start states ``obs [B, ...]``
+        (latents ``z [B, L]``): ``score_replay_chains`` per update on average, the fraction drawn at random.
+
+        The replay samples its windows across all its episodes, so these chains
+        spread over the states past acting visited, where acting's own are the
+        consecutive states of its last episodes.
+        """
+        rate = self.cfg.score_replay_chains
+        count = int(rate) + int(float(torch.rand(())) < rate % 1)
+        if count == 0:
+            return
+        task = None if task is None else task[:count]
+        visited, plans = self.planner.monte_carlo_chains(z[:count], task)
+        stored_task = torch.zeros(count, dtype=torch.long) if task is None else task
+        self.chains.add(obs[:count], stored_task, visited, plans)
 
     def _chain_targets(self) -> tuple:
         """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;

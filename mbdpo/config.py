@@ -150,6 +150,10 @@ class Config:
     # score_target=chain: the fraction of exploring actions planned by Monte Carlo (their chains stored)
     # while act_mode=auto acts with the network; 0: none, so the chains stop at the switch
     score_refresh: float = 0.0
+    # score_target=chain: 0 stores the chains of Monte-Carlo acting; r > 0 instead plans r chains per update (on
+    # average) from the batch's start states, which the replay draws across all its episodes, and stores only
+    # those: acting's chains are the consecutive states of its last episodes. Each costs about one Monte-Carlo action
+    score_replay_chains: float = 0.0
     score_states: int = 32
     score_samples: int = 32  # 0: num_samples
     score_check_freq: int = 2500
@@ -289,17 +293,30 @@ class Config:
             raise ConfigError(f"act_mode={self.act_mode} needs planner=diffusion; planner={self.planner} acts by mc only")
         if self.act_mode != "mc" and not 0 < self.score_states <= self.batch_size:
             raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
-        if self.score_target == "chain" and self.act_mode == "score":
-            raise ConfigError("score_target=chain learns from the Monte-Carlo chains the agent runs while acting, "
-                              "so it needs act_mode=auto; valid with act_mode=score: score_target=denoiser")
+        if self.score_target == "chain" and self.act_mode == "score" and not self.score_replay_chains:
+            raise ConfigError("score_target=chain with act_mode=score needs chains planned from the replay, which "
+                              "score_replay_chains=0 turns off; valid: score_replay_chains>0 (e.g. 0.25), "
+                              "act_mode=auto or score_target=denoiser")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
+        if not 0 <= self.score_replay_chains <= min(self.batch_size, self.score_chains):
+            raise ConfigError(f"score_replay_chains={self.score_replay_chains} must be in [0, "
+                              f"{min(self.batch_size, self.score_chains)}] (chains per update, at most batch_size "
+                              "and score_chains)")
+        if self.score_replay_chains and (self.score_target != "chain" or self.act_mode == "mc"):
+            raise ConfigError(f"score_replay_chains={self.score_replay_chains} plans chains for act_mode=auto|score "
+                              f"score_target=chain, not act_mode={self.act_mode} score_target={self.score_target}; "
+                              "valid otherwise: score_replay_chains=0")
         if not 0 <= self.score_refresh <= 1:
             raise ConfigError(f"score_refresh={self.score_refresh} must be a fraction in [0, 1]")
         if self.score_refresh and (self.score_target != "chain" or self.act_mode != "auto"):
             raise ConfigError(f"score_refresh={self.score_refresh} refreshes the chains of act_mode=auto "
                               f"score_target=chain, not act_mode={self.act_mode} score_target={self.score_target}; "
                               "valid otherwise: score_refresh=0")
+        if self.score_refresh and self.score_replay_chains:
+            raise ConfigError(f"score_refresh={self.score_refresh} stores chains of acting, which "
+                              f"score_replay_chains={self.score_replay_chains} replaces by chains from the replay; "
+                              "valid: one of them 0")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if self.obs == "rgb" and self.task not in DMCONTROL_TASKS:

@@ -105,13 +105,12 @@ def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_polic
     torch.manual_seed(0)
     cfg = toy_score_cfg()
     model, network = ToyModel(cfg), ScoreNetwork(cfg)
-    schedule = DiffusionPlanner(model, cfg).schedule
+    planner = DiffusionPlanner(model, cfg)
+    schedule = planner.schedule
     chains = 1024
     z = torch.zeros(chains, cfg.latent_dim)
-    with torch.no_grad():
-        plans, visited = reverse_diffusion(monte_carlo_denoiser(model, cfg, schedule, z),
-                                           torch.randn(chains, 2, 2), schedule, True)
-    visited = visited.transpose(0, 1)  # [chains, N, H, A], as the chain memory stores them
+    visited, plans = planner.monte_carlo_chains(z)  # as score_replay_chains plans them, many states at once
+    assert_gibbs_policy(cfg, plans)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 600)
     for _ in range(600):
@@ -208,7 +207,8 @@ def counting_rollouts(agent: Agent) -> list[int]:
 def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts():
     agent = tiny_agent(act_mode="auto", score_target="chain")
     obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
-    assert agent.update_score_network(torch.zeros(16, 16), torch.zeros(3, 16, 2)) == {}  # no chains yet
+    batch = random_batch(agent.cfg)
+    assert agent.update_score_network(batch, torch.zeros(16, 16)) == {}  # no chains yet
     for row in obs[:10]:
         agent.act(row)  # evaluation (no exploration): not stored
     assert len(agent.chains) == 0
@@ -218,7 +218,7 @@ def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollou
     assert torch.equal(agent.chains.plan[19], agent.planner.previous_plan)
     assert torch.equal(agent.chains.obs[19], torch.as_tensor(obs[19]))
     calls = counting_rollouts(agent)
-    metrics = agent.update_score_network(torch.zeros(16, 16), torch.zeros(3, 16, 2))
+    metrics = agent.update_score_network(batch, torch.zeros(16, 16))
     assert metrics["score_loss"] > 0 and agent.score_network.trained and not calls
     denoiser = tiny_agent(act_mode="auto")  # the test can fail: the Monte-Carlo a_bar target rolls out
     calls = counting_rollouts(denoiser)
@@ -257,6 +257,30 @@ def test_score_refresh_plans_a_fraction_of_exploring_network_actions_by_monte_ca
         assert low <= refreshed <= high, (refresh, refreshed)
         assert bool(calls) == (refreshed > 0)  # refreshed actions were planned by rollouts, the others not
         assert agent.acting_mode == "score"
+
+
+def test_replay_chains_are_planned_from_the_batch_start_states_at_the_given_rate():
+    batch = random_batch(tiny_agent().cfg)
+    for rate, low, high in [(0.0, 0, 0), (0.5, 6, 34), (2.0, 80, 80)]:
+        torch.manual_seed(0)
+        agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=rate)
+        for _ in range(40):
+            agent.update(batch)
+        assert low <= len(agent.chains) <= high, (rate, len(agent.chains))
+    assert torch.equal(agent.chains.obs[:2], batch.obs[0][:2])  # the batch's first start states
+    assert agent.score_network.trained and agent.chains.plan.abs().max() <= 1
+    agent.act(batch.obs[0][0].numpy(), explore=True)  # Monte-Carlo acting (not switched): its chain is not stored
+    assert agent.acting_mode == "mc" and len(agent.chains) == 80
+
+
+def test_act_mode_score_learns_from_replay_chains_alone():
+    """score_target=chain needs no Monte-Carlo acting when the chains come from the replay."""
+    agent = tiny_agent(act_mode="score", score_target="chain", score_replay_chains=8)
+    assert agent.acting_mode == "mc"
+    metrics = agent.update(random_batch(agent.cfg))  # 8 chains = score_states: it trains at once
+    assert len(agent.chains) == 8 and metrics["score_loss"] > 0 and agent.acting_mode == "score"
+    with pytest.raises(ConfigError, match="score_replay_chains"):
+        tiny_agent(act_mode="score", score_target="chain")
 
 
 def test_score_check_reports_errors_per_step():
@@ -333,9 +357,10 @@ def test_auto_switches_by_evaluation_return_both_ways(tmp_path):
 @pytest.fixture(scope="module")
 def score_run(tmp_path_factory) -> Path:
     """act_mode=auto with a switch threshold so loose that the first evaluation with a trained network
-    switches to it."""
+    switches to it; the network learns from chains planned from the replay (score_target=chain)."""
     run_dir = tmp_path_factory.mktemp("score_run")
-    result = mbdpo_in_process("train", *TINY, "steps=1000", "act_mode=auto", "score_states=8", "score_check_freq=500",
+    result = mbdpo_in_process("train", *TINY, "steps=1000", "act_mode=auto", "score_target=chain",
+                              "score_replay_chains=0.5", "score_states=8", "score_check_freq=500",
                               "score_check_states=4", "score_switch_gap=1e9", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
     assert "acting with score from now on" in result.stdout

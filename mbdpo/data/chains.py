@@ -1,9 +1,10 @@
-"""The most recent Monte-Carlo chains the agent ran while acting: the data of ``score_target=chain``.
+"""The most recent Monte-Carlo chains of the agent: the data of ``score_target=chain``.
 
-Each row is one planning call: the observation it planned from, its task,
-the inputs x_tau its reverse chain visited (tau = 0..N-1) and the final
-plan x_0 it returned. Rows live on the CPU; a full memory overwrites its
-oldest row.
+The chains come from Monte-Carlo acting and, with ``score_replay_chains``,
+from states drawn across the replay. Each row is one chain: the observation
+it planned from, its task, the inputs x_tau its reverse chain visited
+(tau = 0..N-1) and the final plan x_0 it returned. Rows live on the CPU; a
+full memory overwrites its oldest rows.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ class ChainMemory:
     def __len__(self) -> int:
         return int(min(self.count, self.capacity))
 
-    def add(self, obs: torch.Tensor, task: int, visited: torch.Tensor, plan: torch.Tensor) -> None:
-        """Store one chain: ``obs [*obs_shape]``, ``visited [N, H, A]``, ``plan [H, A]``."""
-        row = int(self.count % self.capacity)
-        self.obs[row], self.task[row] = obs.cpu(), task
-        self.visited[row], self.plan[row] = visited.cpu(), plan.cpu()
-        self.count += 1
+    def add(self, obs: torch.Tensor, task: torch.Tensor, visited: torch.Tensor, plan: torch.Tensor) -> None:
+        """Store B chains: ``obs [B, *obs_shape]``, ``task [B]``, ``visited [B, N, H, A]``, ``plan [B, H, A]``."""
+        rows = (self.count + torch.arange(len(plan))) % self.capacity
+        self.obs[rows], self.task[rows] = obs.cpu().to(self.obs.dtype), task.cpu()
+        self.visited[rows], self.plan[rows] = visited.cpu(), plan.cpu()
+        self.count += len(plan)
 
     def sample(self, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """``size`` rows, uniformly with replacement: (obs, task, visited, plan) on ``device``."""

@@ -218,7 +218,7 @@ class DiffusionPlanner(Planner):
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
         self.score_network = score_network
         self.use_score_network = False
-        # The last Monte-Carlo chain, (inputs visited [N, H, A], final plan [H, A]); None after network acting.
+        # The last Monte-Carlo chain, (inputs visited [1, N, H, A], final plan [1, H, A]); None after network acting.
         self.last_chain: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def schedule_on(self, device: torch.device) -> DiffusionSchedule:
@@ -254,5 +254,16 @@ class DiffusionPlanner(Planner):
             denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
         plan, visited = reverse_diffusion(denoise, self.start(z), schedule, self.stochastic)
         self.previous_plan = plan[0].clamp(-1, 1)
-        self.last_chain = None if self.use_score_network else (visited[:, 0], self.previous_plan)
+        self.last_chain = None if self.use_score_network else (visited.transpose(0, 1), self.previous_plan[None])
         return self.previous_plan
+
+    @torch.no_grad()
+    def monte_carlo_chains(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Plan by Monte Carlo from each latent of ``z [B, L]``, as from an episode's first state (no previous
+        plan). Returns the inputs each chain visited ``[B, N, H, A]`` and its plan ``[B, H, A]``, clamped to
+        the action range as acting keeps it: the rows :class:`~mbdpo.data.chains.ChainMemory` stores."""
+        schedule = self.schedule_on(z.device)
+        starts = self.chain_starts(torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device))
+        denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
+        plans, visited = reverse_diffusion(denoise, starts, schedule, self.stochastic)
+        return visited.transpose(0, 1), plans.clamp(-1, 1)
