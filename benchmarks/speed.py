@@ -9,7 +9,9 @@ or ``auto`` it includes the score network's score-matching step), ``step`` their
 the cost of one online training step without the environment. The
 ``act_mode=auto score_target=chain`` rows time the steps after the switch:
 acting with the network, training it on stored chains (random ones: the
-cost does not depend on their values). Run it on an idle machine.
+cost does not depend on their values); with ``replay 1`` each update also
+plans one chain from the batch's start states (``score_replay_chains=1``:
+the cost of a chain is its update's excess). Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ CONFIGS = {
     "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
     "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
+    "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
+                                                    "score_replay_chains": 1},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
@@ -54,10 +58,10 @@ def filled_buffer(obs_dim: int, action_dim: int, horizon: int) -> ReplayBuffer:
 
 def fill_random_chains(agent: Agent, obs_dim: int) -> None:
     """Fill the agent's chain memory with random chains (for timing chain-target updates)."""
-    cfg = agent.cfg
-    for _ in range(cfg.score_chains):
-        agent.chains.add(torch.randn(obs_dim), 0, torch.randn(cfg.diffusion_steps, cfg.horizon, cfg.action_dim),
-                         torch.rand(cfg.horizon, cfg.action_dim) * 2 - 1)
+    cfg, count = agent.cfg, agent.cfg.score_chains
+    agent.chains.add(torch.randn(count, obs_dim), torch.zeros(count, dtype=torch.long),
+                     torch.randn(count, cfg.diffusion_steps, cfg.horizon, cfg.action_dim),
+                     torch.rand(count, cfg.horizon, cfg.action_dim) * 2 - 1)
 
 
 def time_ms(fn, repeats: int) -> float:
@@ -103,7 +107,7 @@ def main() -> None:
         if args.only in name
     ]
     for row in rows:
-        print(f"{row['config']:38s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "
+        print(f"{row['config']:46s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "
               f"{row['ms_per_update']:7.1f} ms/update {row['ms_per_step']:7.1f} ms/step")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
