@@ -56,6 +56,16 @@ def random_batch(agent: Agent, task: torch.Tensor) -> Batch:
                  reward=torch.rand(cfg.horizon, size, 1), terminated=torch.zeros(cfg.horizon, size, 1), task=task)
 
 
+def test_replay_chains_keep_their_tasks_and_train_the_network_on_them():
+    agent = tiny_agent(act_mode="score", score_target="chain", score_replay_chains=8)
+    task = torch.tensor([0, 1, 2, 1] * 4)
+    agent.update(random_batch(agent, task))
+    assert torch.equal(agent.chains.task[:8], task[:8]) and agent.acting_mode == "score"
+    obs = np.random.default_rng(0).normal(size=24).astype(np.float32)
+    action = agent.act(obs, explore=True, task=1)  # acting with the network: one action dimension
+    assert action[:1].any() and not action[1:].any()
+
+
 def test_an_update_trains_the_embeddings_of_the_batchs_tasks_only():
     agent = tiny_agent()
     before = agent.model.task_embedding.weight.detach().clone()
