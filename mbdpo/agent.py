@@ -262,7 +262,7 @@ class Agent:
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
             if self.cfg.score_replay_chains:
-                self._plan_replay_chains(batch.obs[0], z, batch.task)
+                self._plan_replay_chains(batch, z)
             if self.chains is None:
                 z, x_tau, tau, target, task = self._denoiser_targets(z, batch.action, batch.task)
             elif len(self.chains) < self.cfg.score_states:
@@ -299,22 +299,24 @@ class Agent:
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
         return z, x_tau, tau, target, task
 
-    def _plan_replay_chains(self, obs: torch.Tensor, z: torch.Tensor, task: torch.Tensor | None) -> None:
-        """Plan and store Monte-Carlo chains from the first of the batch's start states ``obs [B, ...]``
-        (latents ``z [B, L]``): ``score_replay_chains`` per update on average, the fraction drawn at random.
+    def _plan_replay_chains(self, batch: Batch, z: torch.Tensor) -> None:
+        """Plan and store Monte-Carlo chains from the first of the batch's start states (latents ``z [B, L]``):
+        ``score_replay_chains`` per update on average, the fraction drawn at random.
 
         The replay samples its windows across all its episodes, so these chains
         spread over the states past acting visited, where acting's own are the
-        consecutive states of its last episodes.
+        consecutive states of its last episodes. The window's actions stand in
+        for the previous plan of the warm kernel, as in :meth:`_denoiser_targets`.
         """
         rate = self.cfg.score_replay_chains
         count = int(rate) + int(float(torch.rand(())) < rate % 1)
         if count == 0:
             return
-        task = None if task is None else task[:count]
-        visited, plans = self.planner.monte_carlo_chains(z[:count], task)
+        task = None if batch.task is None else batch.task[:count]
+        previous_plans = batch.action[:, :count].transpose(0, 1)
+        visited, plans = self.planner.monte_carlo_chains(z[:count], previous_plans, task)
         stored_task = torch.zeros(count, dtype=torch.long) if task is None else task
-        self.chains.add(obs[:count], stored_task, visited, plans)
+        self.chains.add(batch.obs[0][:count], stored_task, visited, plans)
 
     def _chain_targets(self) -> tuple:
         """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;

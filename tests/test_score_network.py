@@ -20,6 +20,7 @@ from mbdpo.config import Config, parse_overrides
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
+from mbdpo.planning.base import shifted
 from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import candidate_returns
 from mbdpo.planning.score_matching import chain_pairs, check_score_network, score_matching_loss, training_inputs
@@ -109,7 +110,8 @@ def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_polic
     schedule = planner.schedule
     chains = 1024
     z = torch.zeros(chains, cfg.latent_dim)
-    visited, plans = planner.monte_carlo_chains(z)  # as score_replay_chains plans them, many states at once
+    no_plans = torch.zeros(chains, cfg.horizon, cfg.action_dim)
+    visited, plans = planner.monte_carlo_chains(z, no_plans)  # as score_replay_chains plans them, all at once
     assert_gibbs_policy(cfg, plans)
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 600)
@@ -271,6 +273,14 @@ def test_replay_chains_are_planned_from_the_batch_start_states_at_the_given_rate
     assert agent.score_network.trained and agent.chains.plan.abs().max() <= 1
     agent.act(batch.obs[0][0].numpy(), explore=True)  # Monte-Carlo acting (not switched): its chain is not stored
     assert agent.acting_mode == "mc" and len(agent.chains) == 80
+
+
+def test_warm_replay_chains_start_from_the_window_actions_shifted_as_a_previous_plan():
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=2, diffusion_kernel="warm")
+    batch = random_batch(agent.cfg)
+    agent.update(batch)
+    windows = batch.action[:, :2].transpose(0, 1)  # [2, H, A]
+    assert torch.equal(agent.chains.visited[:2, -1], shifted(windows))  # the input at tau = N-1
 
 
 def test_act_mode_score_learns_from_replay_chains_alone():

@@ -258,12 +258,15 @@ class DiffusionPlanner(Planner):
         return self.previous_plan
 
     @torch.no_grad()
-    def monte_carlo_chains(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """Plan by Monte Carlo from each latent of ``z [B, L]``, as from an episode's first state (no previous
-        plan). Returns the inputs each chain visited ``[B, N, H, A]`` and its plan ``[B, H, A]``, clamped to
-        the action range as acting keeps it: the rows :class:`~mbdpo.data.chains.ChainMemory` stores."""
+    def monte_carlo_chains(
+        self, z: torch.Tensor, previous_plans: torch.Tensor, task: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Plan by Monte Carlo from each latent of ``z [B, L]`` at once, the warm kernel starting from
+        ``previous_plans [B, H, A]`` (see :meth:`chain_starts`). Returns the inputs each chain visited
+        ``[B, N, H, A]`` and its plan ``[B, H, A]``, clamped to the action range as acting keeps it: the
+        rows :class:`~mbdpo.data.chains.ChainMemory` stores."""
         schedule = self.schedule_on(z.device)
-        starts = self.chain_starts(torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device))
+        starts = self.chain_starts(previous_plans)
         denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
         plans, visited = reverse_diffusion(denoise, starts, schedule, self.stochastic)
         return visited.transpose(0, 1), plans.clamp(-1, 1)
