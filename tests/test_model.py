@@ -78,6 +78,13 @@ def test_simnorm_groups_sum_to_one():
     assert (x >= 0).all()
 
 
+def test_simnorm_is_the_softmax_of_each_group_and_keeps_the_input_layout():
+    x = (torch.randn(2, 3, 64, dtype=torch.float64) * 3).requires_grad_()
+    expected = F.softmax(x.reshape(2, 3, 16, 4), dim=-1).reshape(2, 3, 64)
+    assert torch.allclose(simnorm(x, 4), expected, atol=1e-12) and simnorm(x, 4).is_contiguous()
+    assert torch.autograd.gradcheck(lambda t: simnorm(t, 4), (x,))
+
+
 def test_encoder_output_is_simnorm():
     model = WorldModel(make_cfg(1))
     z = model.encode(torch.randn(3, 24))
