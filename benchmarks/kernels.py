@@ -10,6 +10,11 @@ the shapes of model_size 1: a planner's batch of imagined states (512
 candidates) and an update's batch of windows (4 x 256). ``forward`` is one
 call without autograd, ``forward+backward`` one call and its gradient. One
 thread; run it on an idle machine.
+
+With ``--steps`` it also times whole actions and updates (as
+``benchmarks/speed.py`` does, model_size 1) with the model's Mish and
+SimNorm, then with PyTorch's swapped in, alternating over two rounds
+(``results/kernels_steps.csv``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import mbdpo.model.layers
 from mbdpo.analysis.runs import write_csv
 from mbdpo.model.functional import mish, simnorm
+from speed import CONFIGS, measure
 
 SHAPES = {"planning, latents": (512, 128), "planning, hidden": (512, 512), "update, latents": (4, 256, 128),
           "update, hidden": (4, 256, 512)}
+STEP_CONFIGS = ("mppi tdmpc2 (6x512, eta=0)", "diffusion cpu preset (20x64)", "diffusion 5x256 (former cpu preset)")
 
 
 def contiguous_simnorm(x: torch.Tensor, group_size: int = 8) -> torch.Tensor:
@@ -60,10 +68,27 @@ def microseconds(fn, x: torch.Tensor, backward: bool, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats * 1e6
 
 
+def step_rows(repeats: int) -> list[dict]:
+    """ms per action and per update of ``STEP_CONFIGS`` with the model's kernels and with PyTorch's, two rounds."""
+    kernels = {"ours": (mish, simnorm), "pytorch": (F.mish, contiguous_simnorm)}
+    rows = []
+    for round_ in (1, 2):
+        for name, (mish_fn, simnorm_fn) in kernels.items():
+            mbdpo.model.layers.mish, mbdpo.model.layers.simnorm = mish_fn, simnorm_fn
+            for config in STEP_CONFIGS:
+                row = {"kernels": name, "round": round_, **measure(config, CONFIGS[config], 1, repeats)}
+                rows.append(row)
+                print(f"{name:8s} {config:40s} {row['ms_per_action']:7.1f} ms/action "
+                      f"{row['ms_per_update']:7.1f} ms/update", flush=True)
+    mbdpo.model.layers.mish, mbdpo.model.layers.simnorm = mish, simnorm
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--steps", action="store_true", help="also time whole actions and updates, both kernels")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -81,6 +106,10 @@ def main() -> None:
                   f"{row['forward_backward_us']:8d} us forward+backward", flush=True)
     if args.out:
         write_csv(args.out, rows)
+    if args.steps:
+        steps = step_rows(repeats=10)
+        if args.out:
+            write_csv(args.out.with_name("kernels_steps.csv"), steps)
 
 
 if __name__ == "__main__":
