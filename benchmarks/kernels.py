@@ -20,7 +20,6 @@ SimNorm, then with PyTorch's swapped in, alternating over two rounds
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 import mbdpo.model.layers
 from mbdpo.analysis.runs import write_csv
 from mbdpo.model.functional import mish, simnorm
-from speed import CONFIGS, measure
+from speed import CONFIGS, measure, time_ms
 
 SHAPES = {"planning, latents": (512, 128), "planning, hidden": (512, 512), "update, latents": (4, 256, 128),
           "update, hidden": (4, 256, 512)}
@@ -50,7 +49,7 @@ KERNELS = {
 
 
 def microseconds(fn, x: torch.Tensor, backward: bool, repeats: int) -> float:
-    """Mean time of ``fn(x)`` (and its backward pass) over ``repeats`` calls, after 10 warm-up calls."""
+    """Mean time of ``fn(x)`` (and its backward pass) over ``repeats`` calls, after 3 warm-up calls."""
     x = x.clone().requires_grad_(backward)
 
     def call() -> None:
@@ -60,12 +59,7 @@ def microseconds(fn, x: torch.Tensor, backward: bool, repeats: int) -> float:
             with torch.no_grad():
                 fn(x)
 
-    for _ in range(10):
-        call()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    return (time.perf_counter() - start) / repeats * 1e6
+    return 1000 * time_ms(call, repeats)
 
 
 def step_rows(repeats: int) -> list[dict]:
