@@ -59,7 +59,7 @@ def simnorm(x: torch.Tensor, group_size: int) -> torch.Tensor:
 
     The softmax runs over a transposed view, the group's elements strided:
     PyTorch's CPU softmax over a contiguous last dimension of 8 is 5-8x
-    slower (`benchmarks/speed.py`, "SimNorm" in the README).
+    slower (``benchmarks/kernels.py``).
     """
     groups = x.unflatten(-1, (-1, group_size)).transpose(-1, -2)  # [..., group_size, groups]
     return F.softmax(groups, dim=-2).transpose(-1, -2).flatten(-2)

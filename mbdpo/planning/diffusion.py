@@ -239,22 +239,19 @@ class DiffusionPlanner(Planner):
         N(0, I), or for the warm kernel those plans shifted by one step."""
         return torch.randn_like(previous_plans) if self.stochastic else shifted(previous_plans)
 
-    def start(self, z: torch.Tensor) -> torch.Tensor:
-        """x at tau = N-1 for one latent (zeros as the previous plan at an episode start)."""
-        if self.previous_plan is None:
-            return self.chain_starts(torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device))
-        return self.chain_starts(self.previous_plan.unsqueeze(0))
-
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        schedule = self.schedule_on(z.device)
+        previous = (torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device)
+                    if self.previous_plan is None else self.previous_plan.unsqueeze(0))  # zeros at an episode start
         if self.use_score_network:
+            schedule = self.schedule_on(z.device)
             denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task)
+            plans, _ = reverse_diffusion(denoise, self.chain_starts(previous), schedule, self.stochastic)
+            self.last_chain = None
         else:
-            denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
-        plan, visited = reverse_diffusion(denoise, self.start(z), schedule, self.stochastic)
-        self.previous_plan = plan[0].clamp(-1, 1)
-        self.last_chain = None if self.use_score_network else (visited.transpose(0, 1), self.previous_plan[None])
+            self.last_chain = self.monte_carlo_chains(z, previous, task)
+            plans = self.last_chain[1]
+        self.previous_plan = plans[0].clamp(-1, 1)
         return self.previous_plan
 
     @torch.no_grad()
@@ -264,9 +261,8 @@ class DiffusionPlanner(Planner):
         """Plan by Monte Carlo from each latent of ``z [B, L]`` at once, the warm kernel starting from
         ``previous_plans [B, H, A]`` (see :meth:`chain_starts`). Returns the inputs each chain visited
         ``[B, N, H, A]`` and its plan ``[B, H, A]``, clamped to the action range as acting keeps it: the
-        rows :class:`~mbdpo.data.chains.ChainMemory` stores."""
+        rows :class:`~mbdpo.data.chains.ChainMemory` stores. Acting by Monte Carlo is this with B = 1."""
         schedule = self.schedule_on(z.device)
-        starts = self.chain_starts(previous_plans)
         denoise = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
-        plans, visited = reverse_diffusion(denoise, starts, schedule, self.stochastic)
+        plans, visited = reverse_diffusion(denoise, self.chain_starts(previous_plans), schedule, self.stochastic)
         return visited.transpose(0, 1), plans.clamp(-1, 1)
