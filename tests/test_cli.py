@@ -128,6 +128,31 @@ def test_sigterm_checkpoints_the_step_reached_and_rerunning_continues_from_it(tm
     assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 1000, 1500]
 
 
+def test_a_stop_during_the_update_burst_ends_it_and_the_resumed_run_does_the_updates_left(tmp_path, monkeypatch):
+    from mbdpo.agent import Agent
+
+    update, calls = Agent.update, []
+
+    def counted(agent, batch):  # the 100th update of the burst gets a SIGTERM
+        calls.append(1)
+        if len(calls) == 100:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(agent, batch)
+
+    monkeypatch.setattr(Agent, "update", counted)
+    run_dir = tmp_path / "stopped"
+    command = ["train", *TINY, "eval_freq=1000", "steps=1000", f"run_dir={run_dir}"]
+    stopped = mbdpo_in_process(*command)
+    assert stopped.returncode == 128 + signal.SIGTERM and "stopped on SIGTERM at step 500" in stopped.stderr
+    assert len(calls) == 100 and [int(r["updates"]) for r in rows(run_dir / "train.csv")] == [100]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["burst_left"] == 400
+    resumed = mbdpo_in_process(*command)
+    assert resumed.returncode == 0, resumed.stderr
+    # the 400 updates left, then one per step: 1,000 in all, as without the stop
+    assert len(calls) == 1000 and [int(r["updates"]) for r in rows(run_dir / "train.csv")] == [100, 900]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["burst_left"] == 0
+
+
 def test_a_stop_during_an_evaluation_leaves_it_due_and_the_resumed_run_plays_it(tmp_path, monkeypatch):
     import mbdpo.training.evaluate as evaluation
 

@@ -21,3 +21,11 @@ def test_the_first_signal_is_a_request_the_second_an_interrupt_and_the_handlers_
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_the_burst_left_by_a_checkpoint_and_by_one_from_before_the_count():
+    from mbdpo.training.online import burst_left
+
+    assert burst_left({"burst_left": 7, "burst_pending": True}, seed_steps=500) == 7
+    assert burst_left({"burst_pending": True}, seed_steps=500) == 500  # stopped before its burst: all of it
+    assert burst_left({"burst_pending": False}, seed_steps=500) == 0

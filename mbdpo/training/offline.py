@@ -134,7 +134,7 @@ class OfflineTrainer:
                         metric_sums, update_seconds, since_log = {}, 0.0, 0
                     if self.step % cfg.eval_freq == 0 or self.step == cfg.steps:
                         self._evaluate_and_save(bar)
-                    elif self.sync.any(stop.signal is not None):  # every process stops at the same update
+                    elif self.sync.any(stop.requested()):  # every process stops at the same update
                         if self.main:
                             self.save()
                         # A process that got no signal itself (only another one did) stops as on SIGTERM.

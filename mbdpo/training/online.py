@@ -7,6 +7,10 @@ of ``eval_freq``, and once more at the end, so a resumed run always starts
 with a fresh episode. Ctrl-C or SIGTERM asks the run to stop
 (:mod:`mbdpo.training.stop`): it finishes the episode (during an evaluation:
 the evaluation episode, and leaves the evaluation due), checkpoints and stops.
+A stop during the burst ends the burst at the current update; the updates
+left are counted in the checkpoint, and the resumed run does them before its
+first step's own update, so that a stopped run makes as many updates as one
+that never stopped.
 
 Resuming: running the same command again continues a run whose checkpoint is
 in the run directory (with ``run_dir=`` given, or the newest run of the same
@@ -55,6 +59,14 @@ def network_within_gap(network_return: float, monte_carlo_return: float, gap: fl
     """``act_mode=auto``'s switch rule: the network's evaluation return loses at most the fraction ``gap``
     of the Monte-Carlo one, J_score >= J_mc - gap |J_mc| (so also for negative returns)."""
     return network_return >= monte_carlo_return - gap * abs(monte_carlo_return)
+
+
+def burst_left(checkpoint: dict, seed_steps: int) -> int:
+    """The seed-phase burst's updates a checkpoint left undone (checkpoints from before the count have a
+    flag instead: the whole burst, or none)."""
+    if "burst_left" in checkpoint:
+        return checkpoint["burst_left"]
+    return seed_steps if checkpoint["burst_pending"] else 0
 
 
 def buffer_rows(cfg: Config) -> int:
@@ -107,7 +119,8 @@ class OnlineTrainer:
                                    obs_dtype=np.uint8 if cfg.obs == "rgb" else np.float32)
         self.step, self.episode, self.elapsed_before = 0, 0, 0.0
         self.random_steps = 0 if pretrained else cfg.seed_steps
-        self.burst_pending, self.updates_from = pretrained is None, self.random_steps
+        self.burst_left = 0 if pretrained else cfg.seed_steps  # updates of the seed-phase burst not yet done
+        self.updates_from = self.random_steps
         self.next_score_check, self.next_eval = 0, 0
         self.monte_carlo_eval_return: float | None = None  # act_mode=auto: the last evaluation acting by Monte Carlo
         self.diagnostics = ExponentialAverage()
@@ -127,7 +140,7 @@ class OnlineTrainer:
         self.agent.load_state_dict(checkpoint["agent"])
         self.step, self.episode = checkpoint["step"], checkpoint["episode"]
         self.elapsed_before = checkpoint["elapsed"]
-        self.burst_pending = checkpoint["burst_pending"]
+        self.burst_left = burst_left(checkpoint, self.cfg.seed_steps)
         self.next_score_check = next_multiple(self.step, self.cfg.score_check_freq)
         # Due at once when a stop interrupted it (checkpoints from before stopping have no flag: not due).
         due = checkpoint.get("eval_due", False)
@@ -172,28 +185,28 @@ class OnlineTrainer:
             return self.run_dir
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, unit="step", dynamic_ncols=True)
         try:
-            with StopRequest("episode") as stop:
+            with StopRequest("episode (a seed-phase update burst ends at the current update)") as stop:
                 while True:
                     # an evaluation at each multiple of eval_freq and at the end; cut short by a stop, it stays due
                     eval_due = self.step >= min(self.next_eval, cfg.steps)
                     if eval_due:
-                        evaluated = self._evaluate(bar, stopping=lambda: stop.signal is not None)
+                        evaluated = self._evaluate(bar, stopping=stop.requested)
                         self.next_eval = next_multiple(self.step, cfg.eval_freq) if evaluated else self.step
-                    if eval_due or stop.signal is not None:
+                    if eval_due or stop.requested():
                         self.save()
-                    if stop.signal is not None:
+                    if stop.requested():
                         raise RunStopped(self.run_dir, self.step, stop.signal)
                     if self.step >= cfg.steps:
                         break
                     steps_before = self.step
-                    self._train_episode()
+                    self._train_episode(stopping=stop.requested)
                     bar.update(self.step - steps_before)
         finally:
             bar.close()
             self.logger.close()
         return self.run_dir
 
-    def _train_episode(self) -> None:
+    def _train_episode(self, stopping: Callable[[], bool]) -> None:
         cfg, agent = self.cfg, self.agent
         obs, _ = self.env.reset(seed=episode_seed(cfg.seed, "train", self.episode))
         agent.reset()
@@ -222,7 +235,7 @@ class OnlineTrainer:
                 self._check_score_network(episode[0])
                 self.buffer.add_episode(*episode)
             tick = time.perf_counter()
-            for metrics in self._updates():
+            for metrics in self._updates(stopping):
                 # Running sums, not a list: thousands of tiny tensors kept alive fragment the heap.
                 metric_sums = {k: metric_sums.get(k, 0.0) + v for k, v in metrics.items()}
                 updates += 1
@@ -269,16 +282,23 @@ class OnlineTrainer:
         row.update({f"monte_carlo_error_tau{tau}": float(e) for tau, e in enumerate(check.monte_carlo_error)})
         self.logger.log("score", row)
 
-    def _updates(self) -> Iterator[dict[str, torch.Tensor]]:
-        """The updates due after one environment step: none, the burst, or one. Yields their metrics."""
+    def _updates(self, stopping: Callable[[], bool]) -> Iterator[dict[str, torch.Tensor]]:
+        """The updates due after one environment step, yielding their metrics: none in the seed phase; the
+        burst at its end, in place of that step's update; one per step after it, after what a stop left of
+        the burst. ``stopping()`` ends the burst at the current update (the rest stays in ``burst_left``)."""
         if self.step < self.updates_from or self.buffer.num_transitions == 0:
             return
-        count = self.cfg.seed_steps if self.burst_pending else 1
-        self.burst_pending = False
-        for _ in range(count):
-            batch = self.buffer.sample(self.cfg.batch_size, self.rng, self.device)
-            batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
-            yield self.agent.update(batch)
+        own_update = self.step > self.updates_from or self.burst_left == 0
+        while self.burst_left > 0 and not stopping():
+            yield self._update()
+            self.burst_left -= 1
+        if own_update:
+            yield self._update()
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        batch = self.buffer.sample(self.cfg.batch_size, self.rng, self.device)
+        batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
+        return self.agent.update(batch)
 
     def _evaluate(self, bar: tqdm, stopping: Callable[[], bool]) -> bool:
         """Evaluate and log; False (nothing logged) if ``stopping()`` cut the evaluation short."""
@@ -355,7 +375,7 @@ class OnlineTrainer:
             "step": self.step,
             "episode": self.episode,
             "elapsed": self.elapsed(),
-            "burst_pending": self.burst_pending,
+            "burst_left": self.burst_left,
             "eval_due": self.step >= self.next_eval,
             "monte_carlo_eval_return": self.monte_carlo_eval_return,
             "diagnostics_ema": self.diagnostics.values,

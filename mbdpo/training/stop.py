@@ -53,6 +53,10 @@ class StopRequest:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
 
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.signal is not None
+
     def _request(self, signum: int, frame) -> None:
         if self.signal is not None:
             raise KeyboardInterrupt
