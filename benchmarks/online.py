@@ -3,7 +3,9 @@
 - ``core``: MBDPO (planner=diffusion, Monte-Carlo acting, 5 steps x 256
   samples: the former cpu preset) vs TD-MPC2 (planner=mppi, energy_eta=0) on
   cartpole-swingup, reacher-easy, walker-walk; MBDPO with the cpu preset
-  (20 x 64) on walker-walk; MBDPO with the paper's settings on cartpole-swingup.
+  (20 x 64) on walker-walk, and the same without the energy term
+  (``-eta0``: whether the trust region is what slows it there); MBDPO with
+  the paper's settings on cartpole-swingup.
 - ``score``: acting with the score network against Monte-Carlo acting (the
   core runs, same seed): on all three tasks act_mode=auto score_target=chain
   with 1,000 chains, refreshed after the switch (``-refresh``) or planned
@@ -85,6 +87,7 @@ def ablation(diffusion_steps: int, num_samples: int) -> dict:
 RUNS: dict[tuple[str, str], dict] = {
     **{(task, "diffusion-cpu"): MC_CPU for task in CORE_TASKS},
     ("walker-walk", "diffusion-cpu-20x64"): MC_CPU_20X64,
+    ("walker-walk", "diffusion-cpu-20x64-eta0"): {**MC_CPU_20X64, "energy_eta": 0, "energy_coef": 0},
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
@@ -102,7 +105,8 @@ RUNS: dict[tuple[str, str], dict] = {
 }
 SUITES: dict[str, list[tuple[str, str]]] = {
     "core": [key for key in RUNS if key[0] in CORE_TASKS
-             and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "mppi-tdmpc2", "diffusion-paper")],
+             and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "diffusion-cpu-20x64-eta0", "mppi-tdmpc2",
+                            "diffusion-paper")],
     "score": [*((task, name) for task, (name, _) in CORE_MBDPO.items()),
               *(key for key in RUNS if "-auto" in key[1] or key[1].endswith("-score"))],
     "ablation": [("cartpole-swingup", "diffusion-cpu"), *(key for key in RUNS if key[1].startswith("ablation-"))],
