@@ -42,6 +42,10 @@ CONFIGS = {
     "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
     "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
+    "diffusion cpu preset (20x64), compile_rollouts": {"planner": "diffusion", "planner_preset": "cpu",
+                                                       "compile_rollouts": True},
+    "mppi tdmpc2 (6x512, eta=0), compile_rollouts": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0,
+                                                     "energy_coef": 0, "compile_rollouts": True},
 }
 
 
@@ -97,14 +101,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-sizes", default="1", help="comma-separated, e.g. 1,5")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--only", default="", help="substring of the config names to run")
+    parser.add_argument("--only", default="", help="comma-separated substrings of the config names to run")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     rows = [
         measure(name, overrides, int(size), args.repeats)
         for size in args.model_sizes.split(",")
         for name, overrides in CONFIGS.items()
-        if args.only in name
+        if any(part in name for part in args.only.split(","))
     ]
     for row in rows:
         print(f"{row['config']:46s} size {row['model_size']}: {row['ms_per_action']:7.1f} ms/action "

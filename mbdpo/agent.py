@@ -29,7 +29,7 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoise
 from mbdpo.planning.score_matching import (
     ScoreCheck, chain_pairs, check_score_network, score_matching_loss, training_inputs,
 )
-from mbdpo.planning.rollout import candidate_returns
+from mbdpo.planning.rollout import candidate_returns, require_compiler
 from mbdpo.planning.score_network import ScoreNetwork
 from mbdpo.training.distributed import DataParallel, SingleProcess
 
@@ -51,6 +51,8 @@ class Agent:
     def __init__(self, cfg: Config, device: torch.device, sync: SingleProcess | DataParallel | None = None):
         self.cfg = cfg
         self.device = device
+        if cfg.compile_rollouts:
+            require_compiler(device)
         self.sync = sync or SingleProcess()
         self.model = WorldModel(cfg).to(device)
         self.q_scale = RunningScale(cfg.scale_rate).to(device)

@@ -69,6 +69,7 @@ class Config:
     seed: int = 1
     steps: int = 100_000
     device: str = "auto"
+    compile_rollouts: bool = False  # torch.compile the planners' imagined rollouts (first action ~25 s slower)
     run_dir: str = ""
     resume: Literal["auto", "never"] = "auto"
     eval_freq: int = 10_000

@@ -14,7 +14,7 @@ import torch
 from mbdpo.config import Config
 from mbdpo.planning import DiffusionPlanner, MPPIPlanner
 from mbdpo.planning.diffusion import DiffusionSchedule, score_from_denoised_mean, return_weights
-from mbdpo.planning.rollout import imagined_return
+from mbdpo.planning.rollout import compiled_rollout, imagined_return
 
 GOAL = torch.tensor([0.3, -0.2])
 
@@ -139,3 +139,35 @@ def test_schedule():
     assert schedule.steps == 20
     assert torch.allclose(schedule.alpha_bar, torch.cumprod(1 - schedule.beta, 0))
     assert 0.89 < schedule.alpha_bar[-1] < 0.91
+
+
+def test_compiled_rollouts_give_the_uncompiled_returns():
+    import dataclasses
+
+    from mbdpo.model.world_model import WorldModel
+
+    cfg = Config.from_overrides({"device": "cpu", "model_size": 1, "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16,
+                                 "episodic": True}).resolve(5, 2, 500)
+    model = WorldModel(cfg).eval()
+    for parameter in model.parameters():  # away from the zero-initialised heads, so that every term counts
+        torch.nn.init.normal_(parameter, std=0.3)
+    z, actions = model.encode(torch.randn(64, 5)), torch.rand(cfg.horizon, 64, 2) * 2 - 1
+    torch.manual_seed(0)
+    eager = imagined_return(model, z, actions, energy_eta=0.1)
+    model.cfg = dataclasses.replace(cfg, compile_rollouts=True)
+    torch.manual_seed(0)
+    compiled = imagined_return(model, z, actions, energy_eta=0.1)
+    assert eager.shape == compiled.shape == (64, 1) and eager.std() > 0.1
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert compiled_rollout.cache_info().currsize == 1  # the compiled rollout was made and used
+
+
+def test_compiled_rollouts_without_a_compiler_are_a_one_line_error(monkeypatch):
+    from mbdpo.agent import Agent
+    from mbdpo.errors import ConfigError
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    cfg = Config.from_overrides({"device": "cpu", "model_size": 1, "compile_rollouts": True}).resolve(5, 1, 500)
+    with pytest.raises(ConfigError, match="compile_rollouts=true on a CPU needs a C.. compiler"):
+        Agent(cfg, torch.device("cpu"))

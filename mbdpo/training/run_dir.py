@@ -25,9 +25,9 @@ from mbdpo.config import Config, user_keys
 from mbdpo.errors import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
-# Always this command's, whatever the checkpoint saved: where the run is, whether to resume it, where it
-# computes and whether it draws a progress bar.
-INVOCATION_KEYS = {"run_dir", "resume", "device", "progress"}
+# Always this command's, whatever the checkpoint saved: where the run is, whether to resume it, where and how
+# it computes and whether it draws a progress bar.
+INVOCATION_KEYS = {"run_dir", "resume", "device", "compile_rollouts", "progress"}
 # Settings a command may give new values when it resumes a run; any other key it gives must match the checkpoint.
 RESUMABLE_CHANGES = INVOCATION_KEYS | {
     "steps", "eval_freq", "eval_episodes", "save_buffer", "save_video", "wandb", "wandb_project",
