@@ -369,11 +369,13 @@ class Agent:
         }
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> "Agent":
-        """Load a trained agent from a checkpoint written by ``mbdpo train``."""
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", compile_rollouts: bool = False) -> "Agent":
+        """Load a trained agent from a checkpoint written by ``mbdpo train``. ``device`` and
+        ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes)."""
         torch_dev = torch_device(device)
         checkpoint = load_checkpoint(path, torch_dev)
-        agent = cls(Config.from_dict(checkpoint["config"]), torch_dev)
+        cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), compile_rollouts=compile_rollouts)
+        agent = cls(cfg, torch_dev)
         agent.load_state_dict(checkpoint["agent"])
         return agent
 

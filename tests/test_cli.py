@@ -221,6 +221,24 @@ def test_python_api_agent_acts(short_run):
     assert action.shape == (1,) and -1 <= action[0] <= 1
 
 
+def test_a_checkpoint_trained_with_compiled_rollouts_loads_uncompiled_unless_asked(short_run, tmp_path, monkeypatch):
+    """compile_rollouts is the caller's, like device: a checkpoint of a compiled run loads on a machine
+    without a C++ compiler."""
+    from mbdpo import Agent
+    from mbdpo.checkpoint import save_checkpoint
+    from mbdpo.errors import ConfigError
+
+    checkpoint = torch.load(short_run / "checkpoint.pt", weights_only=True)
+    checkpoint["config"]["compile_rollouts"] = True
+    path = tmp_path / "compiled.pt"
+    save_checkpoint(path, {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert not Agent.from_checkpoint(path, device="cpu").cfg.compile_rollouts
+    with pytest.raises(ConfigError, match="compile_rollouts=true on a CPU needs"):
+        Agent.from_checkpoint(path, device="cpu", compile_rollouts=True)
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode == 2, (result.returncode, result.stderr)
     lines = result.stderr.strip().splitlines()

@@ -15,8 +15,8 @@ from mbdpo.errors import ConfigError
 
 # Keys that tell nothing about the method: runs differing only in these are seeds of one group.
 NOT_A_SETTING = {
-    "seed", "run_dir", "steps", "device", "compile_rollouts", "resume", "progress", "eval_freq", "eval_episodes", "save_buffer",
-    "wandb", "wandb_project",
+    "seed", "run_dir", "steps", "device", "compile_rollouts", "resume", "progress", "eval_freq", "eval_episodes",
+    "save_buffer", "wandb", "wandb_project",
 }
 REFERENCE_ALGORITHMS = ("mbdpo", "tdmpc2", "tdmpc", "dreamerv3", "sac", "mbdpo-pixels", "tdmpc2-pixels")
 
