@@ -59,7 +59,7 @@ def compiled_rollout():
     """:func:`imagined_return` compiled by ``torch.compile``, made at first use; each new shape of the
     candidates compiles once more (a few seconds on a CPU, then reused).
 
-    On a CPU, inductor fuses each layer's LayerNorm and Mish into one loop: 1.2-1.4x faster actions
+    On a CPU, inductor fuses each layer's LayerNorm and Mish into one loop: 1.2-1.6x faster actions
     (``benchmarks/speed.py``). Random draws (the policy prior's, the pair of Q heads) use PyTorch's
     eager generator, so a seed gives the same returns compiled or not, up to float rounding. Its
     pattern matcher is off: in PyTorch 2.13 it fails on this graph ("Not all inputs to pattern found
