@@ -146,7 +146,7 @@ class Config:
     score_target: Literal["denoiser", "chain"] = "denoiser"
     score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
-    # chains hold what older models planned (README, "Acting with the score network (in progress)")
+    # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000
     # score_target=chain: the fraction of exploring actions planned by Monte Carlo (their chains stored)
     # while act_mode=auto acts with the network; 0: none, so the chains stop at the switch
