@@ -46,7 +46,9 @@ SETTINGS = {
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
-SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256}
+# The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
+SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0}
+SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
 
 
 def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
@@ -87,6 +89,8 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
     tick = time.perf_counter()
     for obs in observations:
         agent.act(obs, explore=True)
+    if len(agent.chains) != len(observations):
+        raise SystemExit(f"score_fit: acting stored {len(agent.chains)} chains, not {len(observations)}")
     print(f"{len(observations)} Monte-Carlo chains in {time.perf_counter() - tick:.0f} s", flush=True)
     if chains_file:
         save_checkpoint(chains_file, {"score_chains": agent.chains.state_dict()})
@@ -96,6 +100,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int,
         continue_run: bool = False, new_network: bool = False) -> list[dict]:
     cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
+    if cfg.score_target == "chain" and not continue_run:  # a memory that holds every chain acted for
+        cfg = dataclasses.replace(cfg, score_chains=max(cfg.score_chains, chains))
     device = torch.device("cpu")
     torch.manual_seed(seed)
     agent = Agent(cfg, device)
@@ -174,6 +180,7 @@ def main() -> None:
         agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
         results.append({"setting": "monte carlo", **environment_return(agent, "mc", args.eval_episodes)})
         print(results[-1], flush=True)
+        write_csv(out, results)  # after each setting: a later failure keeps what was measured
     for name, overrides in settings.items():
         if args.only in name:
             print(f"--- {name}")
@@ -181,7 +188,7 @@ def main() -> None:
                            args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0,
                            continue_run=args.continue_run, new_network=args.new_network):
                 results.append({"setting": name, **row})
-    write_csv(out, results)
+            write_csv(out, results)
 
 
 if __name__ == "__main__":
