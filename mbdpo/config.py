@@ -145,6 +145,9 @@ class Config:
     act_mode: Literal["mc", "score", "auto"] = "mc"
     score_target: Literal["denoiser", "chain"] = "denoiser"
     score_inputs: Literal["mixed", "sampler", "forward"] = "mixed"
+    # The network's term that does not follow x_tau: tanh(v) ("none"), or tanh(prior + v) around the policy
+    # prior's mean plan ("prior"), which tracks the model as the prior is trained
+    score_anchor: Literal["none", "prior"] = "none"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000

@@ -206,8 +206,9 @@ def counting_rollouts(agent: Agent) -> list[int]:
     return calls
 
 
-def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts():
-    agent = tiny_agent(act_mode="auto", score_target="chain")
+@pytest.mark.parametrize("anchor", ["none", "prior"])
+def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts(anchor):
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor=anchor)
     obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     batch = random_batch(agent.cfg)
     assert agent.update_score_network(batch, torch.zeros(16, 16)) == {}  # no chains yet
@@ -221,11 +222,33 @@ def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollou
     assert torch.equal(agent.chains.obs[19], torch.as_tensor(obs[19]))
     calls = counting_rollouts(agent)
     metrics = agent.update_score_network(batch, torch.zeros(16, 16))
-    assert metrics["score_loss"] > 0 and agent.score_network.trained and not calls
+    # No Monte Carlo; with the prior's anchor, one rollout of the prior's mean plan (H - 1 dynamics calls).
+    assert metrics["score_loss"] > 0 and agent.score_network.trained
+    assert len(calls) == (0 if anchor == "none" else agent.cfg.horizon - 1)
     denoiser = tiny_agent(act_mode="auto")  # the test can fail: the Monte-Carlo a_bar target rolls out
     calls = counting_rollouts(denoiser)
     denoiser.update(random_batch(denoiser.cfg))
     assert calls
+
+
+@pytest.mark.parametrize("anchor", ["none", "prior"])
+def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(anchor):
+    """score_anchor=prior: the network's teleport term starts at the prior's mean plan, rolled out by the
+    model with the prior's mean actions; without an anchor it starts at 0."""
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor=anchor)
+    cfg, model, network = agent.cfg, agent.model, agent.score_network
+    with torch.no_grad():
+        network.net[-1].bias[: cfg.horizon * cfg.action_dim] = -50.0  # gate logits: only the teleport term
+        z = model.encode(torch.randn(5, 4))
+        denoise = score_network_denoiser(network, model, agent.planner.schedule_on(torch.device("cpu")), z)
+        plan = denoise(torch.randn(5, cfg.horizon, cfg.action_dim), 1)
+        expected, latent = [], z
+        for _ in range(cfg.horizon):
+            mean_action = model.pi(latent)[1]["mean"]
+            expected.append(mean_action if anchor == "prior" else torch.zeros_like(mean_action))
+            latent = model.next(latent, mean_action)
+    torch.testing.assert_close(plan, torch.stack(expected, dim=1))
+    assert anchor == "none" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
 
 
 def test_network_acting_stores_no_chains_and_checkpoints_keep_them():

@@ -26,7 +26,7 @@ import torch
 from mbdpo.config import Config
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner, shifted
-from mbdpo.planning.rollout import candidate_returns, policy_trajectories
+from mbdpo.planning.rollout import candidate_returns, policy_mean_plan, policy_trajectories
 from mbdpo.planning.score_network import ScoreNetwork
 
 ReturnFn = Callable[[torch.Tensor], torch.Tensor]  # candidates [B, M, H, A] -> returns [B, M]
@@ -191,13 +191,15 @@ def score_network_denoiser(
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
     In a multi-task model the unused action dimensions of each task are zeroed, as Monte Carlo does.
+    With ``score_anchor=prior`` the policy prior's mean plan from ``z`` is computed once, for every tau.
     """
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
+    anchor = policy_mean_plan(model, z, network.horizon, task) if network.anchor == "prior" else None
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
-        denoised = network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding)
+        denoised = network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding, anchor)
         return denoised if mask is None else denoised * mask.unsqueeze(1)
 
     return denoise

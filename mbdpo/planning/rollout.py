@@ -104,6 +104,22 @@ def policy_trajectories(
     return torch.stack(actions, dim=1).view(batch, num, horizon, -1)
 
 
+@torch.no_grad()
+def policy_mean_plan(
+    model: WorldModel, z: torch.Tensor, horizon: int, task: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The policy prior's mean plan from each latent of ``z [B, L]``, before its tanh: at each step the
+    mean of its Gaussian, the rollout continuing with the squashed mean action (H - 1 dynamics calls).
+    Returns ``[B, H, A]``."""
+    mask, means = model.action_mask(task), []
+    for step in range(horizon):
+        mean, _ = model.policy_distribution(z, task)
+        means.append(mean)
+        if step < horizon - 1:
+            z = model.next(z, torch.tanh(mean) if mask is None else torch.tanh(mean) * mask, task)
+    return torch.stack(means, dim=1)
+
+
 def require_compiler(device: torch.device) -> None:
     """``compile_rollouts=true`` on a CPU: raise a one-line :class:`ConfigError` unless inductor finds a C++
     compiler (``$CXX``, g++ or clang++) to build its kernels with."""

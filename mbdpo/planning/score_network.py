@@ -9,14 +9,20 @@ exactly the sampler's error at that step.
 The Monte-Carlo a_bar lives between two regimes, and the output is a gated
 mix of both:
 
-    a_bar = g * clamp(x_tau / sqrt(alpha_bar), -1, 1) + (1 - g) * tanh(v)
+    a_bar = g * clamp(x_tau / sqrt(alpha_bar), -1, 1) + (1 - g) * tanh(anchor + v)
 
 - near identity (g -> 1): with little noise the proposals sit at
   x_tau / sqrt(alpha_bar) and a_bar barely moves them; an MLP cannot output
   the identity to the precision the sampler needs, the skip term can;
 - teleport (g -> 0): when the policy-prior trajectories among the candidates
   dominate the elites, a_bar hardly depends on x_tau at all (on a trained
-  cartpole model its correlation with x_tau is ~0.2); tanh(v) learns it.
+  cartpole model its correlation with x_tau is ~0.2); tanh(anchor + v) learns it.
+
+The anchor is 0 (``score_anchor=none``) or, with ``score_anchor=prior``, the
+policy prior's mean plan before its tanh: the network then learns how Monte
+Carlo departs from the prior, and inherits the prior's training on the
+current model. Online the Monte-Carlo plans move away from what older chains
+hold within ~1,000 steps (benchmarks/NOTES.md), and the prior follows them.
 
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
@@ -46,7 +52,7 @@ def sinusoidal_embedding(tau: torch.Tensor, dim: int) -> torch.Tensor:
 class ScoreNetwork(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
-        self.horizon, self.action_dim = cfg.horizon, cfg.action_dim
+        self.horizon, self.action_dim, self.anchor = cfg.horizon, cfg.action_dim, cfg.score_anchor
         plan_dim = cfg.horizon * cfg.action_dim
         inputs = cfg.latent_dim + cfg.task_dim + plan_dim + TAU_EMBEDDING_DIM
         self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], 2 * plan_dim)  # gate logits and values
@@ -62,16 +68,18 @@ class ScoreNetwork(nn.Module):
         tau: torch.Tensor,
         alpha_bar: torch.Tensor,
         task_embedding: torch.Tensor | None = None,
+        anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Denoised mean ``[B, H, A]`` from latents ``z [B, L]``, inputs ``x_tau [B, H, A]``, steps
-        ``tau [B]`` and their ``alpha_bar [B]``."""
+        ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]`` (default 0): see the module's doc."""
         parts = [z, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
             parts.insert(1, task_embedding)
         gate_logit, value = self.net(torch.cat(parts, dim=-1)).view(-1, 2, self.horizon, self.action_dim).unbind(1)
         gate = torch.sigmoid(gate_logit)
         identity = (x_tau / alpha_bar.view(-1, 1, 1).sqrt()).clamp(-1, 1)
-        return gate * identity + (1 - gate) * torch.tanh(value)
+        teleport = torch.tanh(value if anchor is None else anchor + value)
+        return gate * identity + (1 - gate) * teleport
 
     @property
     def trained(self) -> bool:
