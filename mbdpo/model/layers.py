@@ -165,10 +165,20 @@ class EnsembleMLP(nn.Module):
 
 
 def init_weights(module: nn.Module) -> None:
-    """Truncated-normal(0.02) weights and zero biases for every linear layer."""
+    """Truncated-normal(0.02) weights and zero biases for every linear layer; He-normal weights (for the
+    ReLU that follows each) and zero biases for every convolution.
+
+    The convolutions keep the spread of their inputs this way. With PyTorch's
+    default initialisation the pixel encoder's four layers shrank it ~30x, so
+    that every image mapped to nearly the same latent: the energy loss stayed at
+    ln(candidates) and the encoder's gradients near 0, and the latent collapsed.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Linear, EnsembleLinear)):
             nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             nn.init.zeros_(m.bias)
 
 
