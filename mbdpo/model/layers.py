@@ -91,17 +91,23 @@ def conv_encoder(channels: int, latent_dim: int, output_activation: nn.Module, w
 
     Four convolutions (``width`` channels, kernels 7, 5, 3, 3, strides 2, 2,
     2, 1, ReLU) take a 64x64 image to 4x4, flattened to ``16 * width`` = 512
-    features. When ``latent_dim`` differs (smaller model presets), a linear
-    layer maps them to it. ``output_activation`` (SimNorm) ends the encoder.
-    Inputs are ``uint8`` pixels (or floats in [0, 255]), scaled to [-0.5, 0.5].
+    features. When ``latent_dim`` differs (smaller model presets), a
+    NormedLinear layer maps them to it, ending in ``output_activation``
+    (SimNorm) as the state encoder does: its LayerNorm gives SimNorm inputs of
+    unit scale. (A plain linear layer, initialised small like every linear
+    layer here, gave SimNorm inputs ~1e-3 apart: every image mapped to nearly
+    the uniform latent, and a pixel run collapsed.) Otherwise SimNorm ends the
+    encoder directly. Inputs are ``uint8`` pixels (or floats in [0, 255]),
+    scaled to [-0.5, 0.5].
     """
     layers: list[nn.Module] = [PixelScale()]
     for in_channels, kernel, stride in ((channels, 7, 2), (width, 5, 2), (width, 3, 2), (width, 3, 1)):
         layers += [nn.Conv2d(in_channels, width, kernel, stride), nn.ReLU()]
     layers.append(nn.Flatten())
     if 16 * width != latent_dim:
-        layers.append(nn.Linear(16 * width, latent_dim))
-    layers.append(output_activation)
+        layers.append(NormedLinear(16 * width, latent_dim, activation=output_activation))
+    else:
+        layers.append(output_activation)
     return nn.Sequential(*layers)
 
 
@@ -168,10 +174,8 @@ def init_weights(module: nn.Module) -> None:
     """Truncated-normal(0.02) weights and zero biases for every linear layer; He-normal weights (for the
     ReLU that follows each) and zero biases for every convolution.
 
-    The convolutions keep the spread of their inputs this way. With PyTorch's
-    default initialisation the pixel encoder's four layers shrank it ~30x, so
-    that every image mapped to nearly the same latent: the energy loss stayed at
-    ln(candidates) and the encoder's gradients near 0, and the latent collapsed.
+    The convolutions keep the spread of their inputs this way; PyTorch's
+    default initialisation shrinks it ~5x over the pixel encoder's four layers.
     """
     for m in module.modules():
         if isinstance(m, (nn.Linear, EnsembleLinear)):
