@@ -27,6 +27,7 @@ from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.model.layers import NormedLinear, init_weights
+from mbdpo.training.online import buffer_rows
 
 LOGGED = ("consistency_loss", "reward_loss", "energy_loss", "grad_norm")
 
@@ -64,10 +65,10 @@ def main() -> None:
     cfg = Config.from_dict(load_checkpoint(args.run / "checkpoint.pt", torch.device("cpu"))["config"])
     if cfg.obs != "rgb":
         raise SystemExit(f"pixel_encoder_init: {args.run} is a run with obs={cfg.obs}, not obs=rgb")
-    stored = np.load(args.run / "buffer.npz")["obs"]
-    buffer = ReplayBuffer(len(stored), cfg.obs_shape, cfg.action_dim, cfg.horizon, obs_dtype=np.uint8)
+    buffer = ReplayBuffer(buffer_rows(cfg), cfg.obs_shape, cfg.action_dim, cfg.horizon, obs_dtype=np.uint8)
     buffer.load(args.run / "buffer.npz")
-    probe = torch.as_tensor(stored[:: len(stored) // 20][:20])
+    used = buffer.next_row  # the rows the run stored
+    probe = torch.as_tensor(buffer.obs[: used : used // 20][:20])
     write_csv(args.out, [row for init in ("library", "before") for row in train_rows(cfg, buffer, probe, init,
                                                                                  args.updates)])
 

@@ -117,13 +117,17 @@ class WorldModel(nn.Module):
         mean, raw_log_std = self.policy_head(self._inputs(z, task=task)).chunk(2, dim=-1)
         return mean, squash_log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max)
 
+    def mean_action(self, mean: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """The action of the policy prior's pre-tanh ``mean`` ``[..., A]``: its tanh, with the dimensions
+        each ``task`` does not use zeroed."""
+        mask = self.action_mask(task)
+        return torch.tanh(mean) if mask is None else torch.tanh(mean) * mask
+
     def pi(self, z: torch.Tensor, task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sample from the policy prior. Returns the action and ``mean``, ``log_prob``."""
         mean, log_std = self.policy_distribution(z, task)
-        mask = self.action_mask(task)
-        action, log_prob = squashed_gaussian_sample(mean, log_std, mask)
-        mean = torch.tanh(mean) if mask is None else torch.tanh(mean) * mask
-        return action, {"mean": mean, "log_prob": log_prob}
+        action, log_prob = squashed_gaussian_sample(mean, log_std, self.action_mask(task))
+        return action, {"mean": self.mean_action(mean, task), "log_prob": log_prob}
 
     def q_logits(
         self,

@@ -111,12 +111,12 @@ def policy_mean_plan(
     """The policy prior's mean plan from each latent of ``z [B, L]``, before its tanh: at each step the
     mean of its Gaussian, the rollout continuing with the squashed mean action (H - 1 dynamics calls).
     Returns ``[B, H, A]``."""
-    mask, means = model.action_mask(task), []
+    means = []
     for step in range(horizon):
         mean, _ = model.policy_distribution(z, task)
         means.append(mean)
         if step < horizon - 1:
-            z = model.next(z, torch.tanh(mean) if mask is None else torch.tanh(mean) * mask, task)
+            z = model.next(z, model.mean_action(mean, task), task)
     return torch.stack(means, dim=1)
 
 
