@@ -21,6 +21,7 @@ from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.diagnostics import episode_diagnostics
+from mbdpo.errors import exit_on_user_error
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -56,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "alignment")

@@ -23,6 +23,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
+from mbdpo.errors import exit_on_user_error
 from mbdpo.planning.rollout import policy_mean_plan
 
 
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "chain_age")

@@ -26,6 +26,7 @@ from mbdpo.analysis.runs import write_csv
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.errors import exit_on_user_error
 from mbdpo.model.layers import NormedLinear, init_weights
 from mbdpo.training.online import buffer_rows
 
@@ -74,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "pixel_encoder_init")

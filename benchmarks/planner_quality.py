@@ -26,6 +26,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
+from mbdpo.errors import exit_on_user_error
 from mbdpo.planning import make_planner
 from mbdpo.planning.rollout import imagined_return
 
@@ -96,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "planner_quality")

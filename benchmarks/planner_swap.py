@@ -22,6 +22,7 @@ from mbdpo.agent import Agent
 from mbdpo.analysis.runs import read_csv, write_csv
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.envs import make_env
+from mbdpo.errors import exit_on_user_error
 from mbdpo.planning import make_planner
 from mbdpo.training.evaluate import evaluate, summarise
 from planner_quality import SETTINGS
@@ -77,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "planner_swap")

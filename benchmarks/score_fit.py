@@ -38,6 +38,7 @@ from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
+from mbdpo.errors import exit_on_user_error
 from mbdpo.training.evaluate import evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,4 +193,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "score_fit")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
 
 class MBDPOError(Exception):
@@ -36,6 +37,16 @@ class CheckpointError(MBDPOError):
 
 class DatasetError(MBDPOError):
     """A data-set file or folder that is missing, unreadable or not in the public format."""
+
+
+def exit_on_user_error(main: Callable[[], object], program: str) -> None:
+    """Run a script's ``main``; an :class:`MBDPOError` ends it as on the command line: its message on one
+    line (``program: error: ...``) and exit status 2, without a traceback."""
+    try:
+        main()
+    except MBDPOError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def closest(name: str, valid: Iterable[str], n: int = 3, otherwise: str = "") -> str:

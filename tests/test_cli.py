@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mbdpo.cli import main
+from mbdpo.errors import exit_on_user_error
 
 # One worker runs this module, so that its shared run (short_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("short_run")
@@ -357,3 +358,15 @@ def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task
     assert (tmp_path / "latents.png").stat().st_size > 5000 and (tmp_path / "latents.svg").exists()
     refused = mbdpo_in_process("plot", "tasks", f"checkpoint={checkpoint}", "device=cpu")
     assert refused.returncode == 2 and "single-task: it has no task embeddings" in refused.stderr
+
+
+def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "chain_age.py"
+    missing = tmp_path / "missing.pt"
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(missing), "--out",
+                             str(tmp_path / "out.csv")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"chain_age: error: checkpoint {str(missing)!r} does not exist"
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
+        exit_on_user_error(lambda: int("x"), "script")
