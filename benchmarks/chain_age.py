@@ -23,7 +23,7 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import CheckpointError, exit_on_user_error
 from mbdpo.planning.rollout import policy_mean_plan
 
 
@@ -66,8 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
     if agent.chains is None or not len(agent.chains):
-        raise SystemExit(f"chain_age: {args.checkpoint} holds no chain memory (a run with act_mode=auto|score "
-                         "score_target=chain has one)")
+        raise CheckpointError(f"{args.checkpoint} holds no chain memory (a run with act_mode=auto|score "
+                              "score_target=chain has one)")
     agent.model.eval()
     torch.manual_seed(args.seed)
     write_csv(args.out, chain_age_rows(agent, args.group, args.states))

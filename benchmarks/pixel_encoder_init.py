@@ -26,7 +26,7 @@ from mbdpo.analysis.runs import write_csv
 from mbdpo.checkpoint import load_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.model.layers import NormedLinear, init_weights
 from mbdpo.training.online import buffer_rows
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = Config.from_dict(load_checkpoint(args.run / "checkpoint.pt", torch.device("cpu"))["config"])
     if cfg.obs != "rgb":
-        raise SystemExit(f"pixel_encoder_init: {args.run} is a run with obs={cfg.obs}, not obs=rgb")
+        raise ConfigError(f"{args.run} is a run with obs={cfg.obs}, not obs=rgb")
     buffer = ReplayBuffer(buffer_rows(cfg), cfg.obs_shape, cfg.action_dim, cfg.horizon, obs_dtype=np.uint8)
     buffer.load(args.run / "buffer.npz")
     used = buffer.next_row  # the rows the run stored

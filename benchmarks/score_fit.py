@@ -38,7 +38,7 @@ from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.training.evaluate import evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,7 +83,7 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
     if chains_file and chains_file.exists():
         agent.chains.load_state_dict(load_checkpoint(chains_file)["score_chains"])
         if len(agent.chains) != len(observations):
-            raise SystemExit(f"score_fit: {chains_file} holds {len(agent.chains)} chains, not --chains="
+            raise ConfigError(f"{chains_file} holds {len(agent.chains)} chains, not --chains="
                              f"{len(observations)}; pass --chains={len(agent.chains)} or another --chains-file")
         print(f"{len(agent.chains)} Monte-Carlo chains loaded from {chains_file}", flush=True)
         return
@@ -119,7 +119,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
     if agent.chains is not None and not continue_run:
         if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
-            raise SystemExit(f"score_fit: --chains={chains} must be at least score_states={cfg.score_states}")
+            raise ConfigError(f"--chains={chains} must be at least score_states={cfg.score_states}")
         states = rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)
         fill_chains(agent, buffer.obs[states], chains_file)
         torch.manual_seed(seed)  # the same training draws whether the chains were run or loaded

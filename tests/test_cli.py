@@ -360,13 +360,22 @@ def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task
     assert refused.returncode == 2 and "single-task: it has no task embeddings" in refused.stderr
 
 
-def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(tmp_path):
+def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run, tmp_path):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "chain_age.py"
+
+    def chain_age(checkpoint: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--out",
+                               str(tmp_path / "out.csv")], capture_output=True, text=True)
+
     missing = tmp_path / "missing.pt"
-    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(missing), "--out",
-                             str(tmp_path / "out.csv")], capture_output=True, text=True)
+    result = chain_age(missing)
     assert result.returncode == 2
     assert result.stderr.strip() == f"chain_age: error: checkpoint {str(missing)!r} does not exist"
+    # the script's own check of its input (a Monte-Carlo run's checkpoint has no chain memory) ends the same way
+    result = chain_age(short_run / "checkpoint.pt")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"chain_age: error: {short_run / 'checkpoint.pt'} holds no chain memory "
+                                     "(a run with act_mode=auto|score score_target=chain has one)")
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
