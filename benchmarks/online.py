@@ -31,9 +31,9 @@ commit). A run lives in ``<runs-dir>/<task>/<name>``, so suites that share a
 run (the score suite's Monte-Carlo reference is the core run) share its
 directory. After every chunk the results are collected into
 ``benchmarks/results/``: the eval curves (``online_eval.csv``), per-run cost
-(``online_summary.csv``: steps/s, ms per action, ms per update, peak RSS)
-one plot per suite with the published MBDPO and TD-MPC2 curves
-(``online_<suite>.png``), and ``mbdpo compare``'s report of MBDPO against
+(``online_summary.csv``: steps/s, ms per action, ms per update, peak RSS),
+one plot per suite (``online_<suite>.png``, the published MBDPO and TD-MPC2
+returns at 100k steps drawn as level lines), and ``mbdpo compare``'s report of MBDPO against
 TD-MPC2 mode on cartpole-swingup and walker-walk, with the search/value
 diagnostics (``compare/report.md``).
 """
@@ -209,18 +209,19 @@ def summarise_run(task: str, name: str, evals: list, trains: list) -> dict:
     }
 
 
-def reference_points(algorithm: str, task: str) -> tuple[list[float], list[float]]:
-    """Mean published return (success tasks: success in percent) per step, seeds averaged, up to 100k steps."""
+def published_at_100k(algorithm: str, task: str) -> float | None:
+    """Mean published return (success tasks: success in percent) at 100k steps, seeds averaged; None if not published.
+
+    The published curves are sampled every 100k steps, so 100k is their first point after step 0."""
     curve = reference_curve(algorithm, task)
-    if curve is None:
-        return [], []
-    shown = (curve.steps > 0) & (curve.steps <= 100_000)
+    if curve is None or 100_000 not in curve.steps:
+        return None
     scale = 100 if task in SUCCESS_TASKS and not algorithm.startswith("mbdpo") else 1  # mbdpo files hold percent
-    return curve.steps[shown].tolist(), (scale * curve.mean[shown]).tolist()
+    return float(scale * curve.mean[curve.steps == 100_000][0])
 
 
 def plot(curves: list[dict], suite: str) -> None:
-    """One panel per task of ``suite``: its runs, with the published curves as reference points."""
+    """One panel per task of ``suite``: its runs, with the published returns at 100k steps as level lines."""
     plt = pyplot()
     runs = SUITES[suite]
     tasks = sorted({task for task, _ in runs})
@@ -228,17 +229,20 @@ def plot(curves: list[dict], suite: str) -> None:
     for ax, task in zip(axes[0], tasks):
         success = task in SUCCESS_TASKS
         pixels = any(n.endswith("-rgb") for t, n in runs if t == task)
+        last_step = 0
         for name in sorted({n for t, n in runs if t == task}):
             points = [(int(c["step"]), 100 * float(c["success"]) if success else float(c["reward"]))
                       for c in curves if c["task"] == task and c["run"] == name]
             if points:
                 ax.plot(*zip(*points), marker="o", label=f"ours: {name}")
-        for algorithm, marker in (("mbdpo", "^"), ("tdmpc2", "v")):
+                last_step = max(last_step, points[-1][0])
+        for algorithm, style in (("mbdpo", "--"), ("tdmpc2", ":")):
             algorithm += "-pixels" if pixels else ""
-            steps, values = reference_points(algorithm, task)
-            ax.scatter(steps, values, marker=marker, label=f"published {algorithm}", alpha=0.6)
+            value = published_at_100k(algorithm, task)
+            if value is not None:
+                ax.axhline(value, color="grey", linestyle=style, label=f"published {algorithm} at 100k")
         ax.set(title=task + (" (pixels)" if pixels else ""), xlabel="environment steps",
-               ylabel="eval success (%)" if success else "eval return", xlim=(0, 105_000),
+               ylabel="eval success (%)" if success else "eval return", xlim=(0, 1.05 * max(last_step, 2500)),
                ylim=(0, 100 if success else 1000))
         ax.legend(fontsize=7)
     fig.tight_layout()
