@@ -27,21 +27,24 @@ from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoiser
 from mbdpo.planning.score_matching import (
-    ScoreCheck, chain_pairs, check_score_network, score_matching_loss, training_inputs,
+    ScoreCheck, chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
-from mbdpo.planning.rollout import candidate_returns, require_compiler
+from mbdpo.planning.rollout import plan_returns, require_compiler
 from mbdpo.planning.score_network import ScoreNetwork
 from mbdpo.training.distributed import DataParallel, SingleProcess
 
 
 @contextlib.contextmanager
 def frozen(module: torch.nn.Module):
-    """Temporarily stop gradients into ``module``'s parameters."""
+    """Temporarily stop gradients into ``module``'s parameters (those that never take any, e.g. target
+    Q heads, stay so)."""
+    flags = [p.requires_grad for p in module.parameters()]
     module.requires_grad_(False)
     try:
         yield
     finally:
-        module.requires_grad_(True)
+        for parameter, flag in zip(module.parameters(), flags):
+            parameter.requires_grad_(flag)
 
 
 class Agent:
@@ -259,7 +262,9 @@ class Agent:
         ``score_target=denoiser`` regresses at the batch's first
         ``score_states`` states; ``chain`` on stored chains: it first plans
         ``score_replay_chains`` new ones from the batch's start states, and
-        waits until ``score_states`` chains are stored.
+        waits until ``score_states`` chains are stored. With
+        ``score_return_coef`` the same denoised plans also climb their imagined
+        return under the current model (the model frozen: only the network learns).
         """
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
         with torch.no_grad():
@@ -273,7 +278,14 @@ class Agent:
                 z, x_tau, tau, target, task = self._chain_targets()
         schedule = self.planner.schedule_on(z.device)
         network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
-        loss = score_matching_loss(network(x_tau, tau), target)
+        denoised = network(x_tau, tau)
+        metrics = {"score_loss": score_matching_loss(denoised, target)}
+        loss = metrics["score_loss"]
+        if self.cfg.score_return_coef:
+            with frozen(self.model):
+                scaled_return = self.q_scale(plan_returns(self.model, z, denoised, self.cfg.energy_eta, task))
+            metrics["score_return_loss"] = return_guidance_loss(scaled_return)
+            loss = loss + self.cfg.score_return_coef * metrics["score_return_loss"]
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.sync.average_gradients(self.score_network.parameters())
@@ -282,7 +294,7 @@ class Agent:
         self.score_network.updates += 1
         if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
             self.set_acting_mode("score")
-        return {"score_loss": loss.detach()}
+        return {name: value.detach() for name, value in metrics.items()}
 
     def _denoiser_targets(self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None) -> tuple:
         """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the
@@ -346,7 +358,7 @@ class Agent:
         no_previous_plans = torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device)
 
         def plan_return(plans: torch.Tensor) -> torch.Tensor:
-            return candidate_returns(self.model, z, plans.unsqueeze(1), self.cfg.energy_eta, task_tensor)[:, 0]
+            return plan_returns(self.model, z, plans, self.cfg.energy_eta, task_tensor)
 
         return check_score_network(
             score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor),

@@ -160,6 +160,9 @@ class Config:
     score_replay_chains: float = 0.0
     score_states: int = 32
     score_samples: int = 32  # 0: num_samples
+    # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
+    # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
+    score_return_coef: float = 0.0
     score_check_freq: int = 2500
     score_check_states: int = 32
     # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's
@@ -323,6 +326,11 @@ class Config:
                               "valid: one of them 0")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
+        if self.score_return_coef < 0:
+            raise ConfigError(f"score_return_coef={self.score_return_coef} must be >= 0 (0: no return guidance)")
+        if self.score_return_coef and self.act_mode == "mc":
+            raise ConfigError(f"score_return_coef={self.score_return_coef} guides the score network, which "
+                              "act_mode=mc does not train; valid: act_mode=auto|score, or score_return_coef=0")
         if self.obs == "rgb" and self.task not in DMCONTROL_TASKS:
             raise ConfigError(f"obs=rgb is for single DMControl tasks (e.g. walker-walk), not task={self.task}")
         if self.data_dir and not is_task_set(self.task):

@@ -22,8 +22,10 @@ from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
 from mbdpo.planning.base import shifted
 from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
-from mbdpo.planning.rollout import candidate_returns
-from mbdpo.planning.score_matching import chain_pairs, check_score_network, score_matching_loss, training_inputs
+from mbdpo.planning.rollout import candidate_returns, plan_returns
+from mbdpo.planning.score_matching import (
+    chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
+)
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
 from mbdpo.training.evaluate import never
 from mbdpo.training.online import OnlineTrainer, network_within_gap
@@ -125,6 +127,46 @@ def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_polic
         annealing.step()
     sampled = sample_network(cfg, network)
     assert_gibbs_policy(cfg, sampled)
+
+
+NEW_GOAL = torch.tensor([-0.3, 0.4])
+
+
+class MovedGoalModel(ToyModel):
+    """The toy model after learning: the reward's maximiser has moved to NEW_GOAL."""
+
+    def predicted_reward(self, z, action, task=None):
+        return -0.5 * (action - NEW_GOAL).pow(2).sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("return_coef", [0.0, 2.0])
+def test_return_guidance_follows_the_current_model_where_old_chains_do_not(return_coef):
+    """Chains planned under an old model (goal GOAL) teach the network that model's plans; return guidance
+    with the current model (goal NEW_GOAL) moves its plans towards the current maximiser. With weight 2 on
+    the toy return, the per-step minimiser of regression plus guidance lies about halfway between the two."""
+    torch.manual_seed(0)
+    cfg = toy_score_cfg()
+    network, current = ScoreNetwork(cfg), MovedGoalModel(cfg)
+    planner = DiffusionPlanner(ToyModel(cfg), cfg)
+    schedule, chains = planner.schedule, 512
+    z = torch.zeros(chains, cfg.latent_dim)
+    visited, plans = planner.monte_carlo_chains(z, torch.zeros(chains, cfg.horizon, cfg.action_dim))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    for _ in range(400):
+        rows = torch.randint(chains, (128,))
+        x_tau, tau = chain_pairs(visited[rows])
+        denoised = network(z[:128], x_tau, tau, schedule.alpha_bar[tau])
+        loss = score_matching_loss(denoised, plans[rows])
+        loss = loss + return_coef * return_guidance_loss(plan_returns(current, z[:128], denoised, 0.0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    mean = sample_network(cfg, network, count=1000).mean(0)
+    to_old, to_new = (mean - GOAL).norm(dim=-1), (mean - NEW_GOAL).norm(dim=-1)
+    if return_coef:
+        assert (to_new < 0.7 * (GOAL - NEW_GOAL).norm()).all() and (to_old > 0.25).all(), mean
+    else:
+        assert (to_old < 0.05).all(), mean
 
 
 def test_untrained_network_does_not_sample_the_gibbs_policy():
@@ -249,6 +291,33 @@ def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(ancho
             latent = model.next(latent, mean_action)
     torch.testing.assert_close(plan, torch.stack(expected, dim=1))
     assert anchor == "none" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
+
+
+def test_return_guidance_trains_the_network_only():
+    """score_return_coef: the score step's extra loss climbs J through the frozen world model, whose
+    parameters (and the target Q heads' frozen state) it leaves as they were."""
+    gradients = {}
+    for coef in (0.0, 1.0):
+        torch.manual_seed(0)
+        agent = tiny_agent(act_mode="score", score_target="chain", score_replay_chains=8, score_return_coef=coef)
+        with torch.no_grad():  # a new model's reward and Q heads output 0, whatever the plan: give them a slope
+            for parameter in agent.model.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter))
+        model_before = {k: v.clone() for k, v in agent.model.state_dict().items()}
+        batch = random_batch(agent.cfg)
+        with torch.no_grad():
+            z = agent.model.encode(batch.obs[0])
+        metrics = agent.update_score_network(batch, z)
+        assert ("score_return_loss" in metrics) == bool(coef)
+        assert all(torch.equal(v, agent.model.state_dict()[k]) for k, v in model_before.items())
+        assert all(p.grad is None for p in agent.model.parameters())
+        assert not any(p.requires_grad for p in agent.model.target_q_heads.parameters())
+        gradients[coef] = torch.cat([p.grad.flatten() for p in agent.score_network.parameters()])
+    assert not torch.allclose(gradients[0.0], gradients[1.0])  # same chains and batch: guidance changed the step
+    with pytest.raises(ConfigError, match="score_return_coef=-1"):
+        tiny_agent(act_mode="auto", score_return_coef=-1)
+    with pytest.raises(ConfigError, match="act_mode=mc does not train"):
+        tiny_agent(act_mode="mc", score_return_coef=1)
 
 
 def test_network_acting_stores_no_chains_and_checkpoints_keep_them():

@@ -12,7 +12,6 @@ from mbdpo.errors import ConfigError
 from mbdpo.model.world_model import WorldModel
 
 
-@torch.no_grad()
 def imagined_return(
     model: WorldModel,
     z: torch.Tensor,
@@ -25,7 +24,9 @@ def imagined_return(
     ``r~ = R + eta * E_hat`` is the energy-regularised reward (paper eq. 8);
     with ``energy_eta = 0`` this is TD-MPC2's value estimate. gamma is the
     model's discount (per task in a multi-task model). In episodic models a
-    predicted termination stops the sum.
+    predicted termination stops the sum. Differentiable in ``actions``: the
+    planners call it without gradients, return guidance
+    (:func:`plan_returns`) with them.
 
     Args:
         z: start latents ``[M, L]`` (one per candidate).
@@ -85,6 +86,14 @@ def candidate_returns(
     task = None if task is None else task.repeat_interleave(num, 0)
     returns = imagined_return(model, z.repeat_interleave(num, 0), actions, energy_eta, task)
     return returns.view(batch, num)
+
+
+def plan_returns(
+    model: WorldModel, z: torch.Tensor, plans: torch.Tensor, energy_eta: float, task: torch.Tensor | None = None
+) -> torch.Tensor:
+    """J of one plan per latent: ``plans [B, H, A]`` from ``z [B, L]`` -> ``[B]``, with gradients
+    (freeze the model to have them reach the plans only)."""
+    return imagined_return(model, z, plans.transpose(0, 1), energy_eta, task).squeeze(-1)
 
 
 @torch.no_grad()

@@ -92,6 +92,22 @@ def score_matching_loss(predicted_mean: torch.Tensor, target_mean: torch.Tensor)
     return (predicted_mean - target_mean).pow(2).sum((-2, -1)).mean()
 
 
+def return_guidance_loss(scaled_return: torch.Tensor) -> torch.Tensor:
+    """-J / scale averaged over the batch: the denoised plans climb their imagined return.
+
+    The target of the sampler is the Gibbs policy pi*(x|z) ~ exp(J(x)/lambda)
+    (paper Thm 3.2), whose score at the data end of the diffusion is
+    grad J / lambda: ascending J moves the denoised mean along it, with the
+    current model's J. Regression onto Monte-Carlo targets (eq. 16) learns
+    what the planner did when those targets were made; this term follows the
+    model as it is now, as the policy prior's Q objective does (section 3,
+    same running 5-95 % Q scale, so that one weight suits every task). J
+    includes eta * E_hat (eq. 8): the energy's trust region holds the climb
+    near the replay's actions. ``scaled_return [B]``: J of each plan divided by the Q scale.
+    """
+    return -scaled_return.mean()
+
+
 @dataclass
 class ScoreCheck:
     """How the score network compares with the Monte-Carlo sampler on held-out states.
