@@ -1,0 +1,166 @@
+"""Score networks trained side by side on one online run: which training rule keeps up with the model?
+
+    python benchmarks/score_passengers.py --task cartpole-swingup --steps 20000
+
+One online run acts by Monte Carlo with the core suite's MBDPO settings for
+the task (``online.py``: seed 1, model_size 1, an evaluation of 3 episodes
+every 2,500 steps). Beside it, several score networks, the passengers, learn
+from every update of the same run (the seed-phase burst included), each with
+its own training rule, as ``act_mode=auto score_target=chain`` trains its
+network, but none of them acts while training. At every evaluation the
+evaluation episodes (the same seeds) are played by Monte Carlo, with the
+policy prior alone, and with each trained passenger. So every rule is
+measured on the same models at the same steps, paired, for the cost of one
+Monte-Carlo run; an ``act_mode=auto`` run switches once its network is within
+5 % of Monte Carlo.
+
+The passengers share one memory of 1,000 chains planned from replay states
+(``score_replay_chains=0.25``, planned by the first passenger) and differ in
+``score_return_coef``. Results: ``<runs-dir>/<task>/passengers/passengers.csv``
+(return per acting mode and step), copied to
+``results/score_passengers_<task>.csv``. The run resumes from its checkpoint
+like any run (the passengers are saved beside it, in ``passengers.pt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mbdpo.agent import Agent
+from mbdpo.checkpoint import load_checkpoint, save_checkpoint
+from mbdpo.config import Config, parse_overrides
+from mbdpo.errors import exit_on_user_error
+from mbdpo.planning import make_planner
+from mbdpo.training.evaluate import evaluate, summarise
+from mbdpo.training.logger import CSVLog
+from mbdpo.training.online import OnlineTrainer
+from mbdpo.training.stop import RunStopped
+
+from online import COMMON, CORE_MBDPO, HERE, RESULTS
+
+SHARED = {"act_mode": "auto", "score_target": "chain", "score_states": 256, "score_chains": 1000}
+PASSENGERS = {
+    "chain": {"score_return_coef": 0.0},
+    "chain+return0.1": {"score_return_coef": 0.1},
+    "chain+return1": {"score_return_coef": 1.0},
+    "chain+return10": {"score_return_coef": 10.0},
+}
+REPLAY_CHAINS = 0.25
+PASSENGERS_FILE = "passengers.pt"
+
+
+def passenger(host: Agent, overrides: dict) -> Agent:
+    """An agent with its own score network, optimiser and settings, on ``host``'s world model and Q scale."""
+    cfg = dataclasses.replace(host.cfg, **SHARED, **overrides)
+    cfg.validate()
+    rider = Agent(cfg, host.device)
+    rider.model, rider.q_scale = host.model, host.q_scale
+    rider.planner = make_planner(host.model, cfg, rider.score_network)
+    return rider
+
+
+class PassengerTrainer(OnlineTrainer):
+    """A Monte-Carlo run whose every update also trains the passengers, and whose every evaluation also
+    plays the episodes with the policy prior and with each passenger."""
+
+    def __init__(self, cfg: Config, given: set[str]):
+        super().__init__(cfg, given=given)
+        names = list(PASSENGERS)
+        self.passengers = {
+            name: passenger(self.agent, {**PASSENGERS[name], "score_replay_chains": REPLAY_CHAINS if i == 0 else 0})
+            for i, name in enumerate(names)
+        }
+        for rider in list(self.passengers.values())[1:]:
+            rider.chains = self.passengers[names[0]].chains  # one memory, filled by the first
+        if self.resumed:
+            saved = load_checkpoint(self.run_dir / PASSENGERS_FILE, self.device)
+            for name, rider in self.passengers.items():
+                rider.score_network.load_state_dict(saved[name]["score_network"])
+                rider.score_optimizer.load_state_dict(saved[name]["score_optimizer"])
+            self.passengers[names[0]].chains.load_state_dict(saved["chains"])
+        self.returns = CSVLog(self.run_dir / "passengers.csv", self.step if self.resumed else None)
+        self.last_summary: dict[str, float] | None = None
+
+    def _update(self) -> dict[str, torch.Tensor]:
+        batch = self.buffer.sample(self.cfg.batch_size, self.rng, self.device)
+        batch.task = self.agent.task_tensor(self.task_index, self.cfg.batch_size)
+        metrics = self.agent.update(batch)
+        with torch.no_grad():
+            z = self.agent.model.encode(batch.obs[0])
+        for name, rider in self.passengers.items():
+            metrics.update({f"{name}/{k}": v for k, v in rider.update_score_network(batch, z).items()})
+        return metrics
+
+    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> dict[str, float] | None:
+        self.last_summary = super()._play_evaluation(video, stopping)
+        return self.last_summary
+
+    def _evaluate(self, bar: tqdm, stopping: Callable[[], bool]) -> bool:
+        if not super()._evaluate(bar, stopping):
+            return False
+        row = {"step": self.step, "monte_carlo": self.last_summary["episode_reward"]}
+        self.agent.set_acting_mode("prior")
+        try:
+            row["prior"] = self._episodes_return(self.agent, stopping)
+        finally:
+            self.agent.set_acting_mode("mc")
+        for name, rider in self.passengers.items():
+            if rider.score_network.trained:
+                rider.set_acting_mode("score")
+                row[name] = self._episodes_return(rider, stopping)
+        if any(value is None for value in row.values()):
+            return False  # cut short by a stop: the evaluation stays due
+        self.returns.write(row)
+        tqdm.write(f"step {self.step:,}: " + ", ".join(f"{key} {value:.1f}" for key, value in row.items()
+                                                      if key != "step"))
+        return True
+
+    def _episodes_return(self, agent: Agent, stopping: Callable[[], bool]) -> float | None:
+        cfg = self.cfg
+        results = evaluate(agent, self.eval_env, cfg.eval_episodes, cfg.seed, None, None, stopping)
+        return summarise(results)["episode_reward"] if len(results) == cfg.eval_episodes else None
+
+    def save(self) -> None:
+        riders = {name: {"score_network": rider.score_network.state_dict(),
+                         "score_optimizer": rider.score_optimizer.state_dict()}
+                  for name, rider in self.passengers.items()}
+        chains = next(iter(self.passengers.values())).chains.state_dict()
+        save_checkpoint(self.run_dir / PASSENGERS_FILE, {**riders, "chains": chains})
+        super().save()
+
+
+def train(task: str, steps: int, runs_dir: Path) -> None:
+    run_dir = runs_dir / task / "passengers"
+    overrides = {**COMMON, **CORE_MBDPO[task][1], "task": task, "steps": steps, "run_dir": run_dir}
+    given = parse_overrides([f"{k}={v}" for k, v in overrides.items()])
+    try:
+        PassengerTrainer(Config.from_overrides(given), given=set(given)).run()
+    finally:  # also the evaluations of a run that stopped
+        if (run_dir / "passengers.csv").exists():
+            RESULTS.mkdir(exist_ok=True)
+            shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}.csv")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(CORE_MBDPO), default="cartpole-swingup")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
+    args = parser.parse_args()
+    try:
+        exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir)), "score_passengers.py")
+    except RunStopped as stopped:
+        print(f"score_passengers.py: {stopped}", file=sys.stderr)
+        sys.exit(128 + stopped.signal)
+
+
+if __name__ == "__main__":
+    main()
