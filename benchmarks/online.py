@@ -9,7 +9,8 @@
 - ``score``: acting with the score network against Monte-Carlo acting (the
   core runs, same seed): on all three tasks act_mode=auto score_target=chain
   with 1,000 chains, refreshed after the switch (``-refresh``) or planned
-  from states across the replay, 0.25 per step (``-replay``); on cartpole-swingup also
+  from states across the replay, 0.25 per step (``-replay``), the latter also with return
+  guidance (``-replay-return``, score_return_coef=1); on cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains.
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
@@ -65,6 +66,8 @@ AUTO_CHAIN = {"act_mode": "auto", "score_target": "chain", "score_states": 256}
 REFRESH = {"score_refresh": 0.1, "score_chains": 1000}
 # Chains planned from states across the replay instead of acting's: a quarter of a Monte-Carlo action per step.
 REPLAY = {"score_replay_chains": 0.25, "score_chains": 1000}
+# Return guidance of the score network (score_passengers.py compares weights on the same models).
+RETURN = {"score_return_coef": 1.0}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 # Each task's MBDPO run of the core suite: the planner settings its score-network runs share.
 CORE_MBDPO = {"cartpole-swingup": ("diffusion-cpu", MC_CPU), "reacher-easy": ("diffusion-cpu", MC_CPU),
@@ -95,6 +98,8 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},
     **{(task, "diffusion-cpu-auto-chain-replay"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY}
+       for task in CORE_TASKS},
+    **{(task, "diffusion-cpu-auto-chain-replay-return"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RETURN}
        for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},

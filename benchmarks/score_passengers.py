@@ -1,25 +1,27 @@
 """Score networks trained side by side on one online run: which training rule keeps up with the model?
 
-    python benchmarks/score_passengers.py --task cartpole-swingup --steps 20000
+    python benchmarks/score_passengers.py --task cartpole-swingup --steps 20000 --set coef
 
 One online run acts by Monte Carlo with the core suite's MBDPO settings for
 the task (``online.py``: seed 1, model_size 1, an evaluation of 3 episodes
 every 2,500 steps). Beside it, several score networks, the passengers, learn
 from every update of the same run (the seed-phase burst included), each with
 its own training rule, as ``act_mode=auto score_target=chain`` trains its
-network, but none of them acts while training. At every evaluation the
-evaluation episodes (the same seeds) are played by Monte Carlo, with the
-policy prior alone, and with each trained passenger. So every rule is
-measured on the same models at the same steps, paired, for the cost of one
-Monte-Carlo run; an ``act_mode=auto`` run switches once its network is within
-5 % of Monte Carlo.
+network (256 of 1,000 stored chains per update), but none of them acts while
+training. At every evaluation the evaluation episodes (the same seeds) are
+played by Monte Carlo, with the policy prior alone, and with each trained
+passenger. So every rule is measured on the same models at the same steps,
+paired, for the cost of one Monte-Carlo run; an ``act_mode=auto`` run
+switches once its network is within 5 % of Monte Carlo.
 
-The passengers share one memory of 1,000 chains planned from replay states
-(``score_replay_chains=0.25``, planned by the first passenger) and differ in
-``score_return_coef``. Results: ``<runs-dir>/<task>/passengers/passengers.csv``
-(return per acting mode and step), copied to
-``results/score_passengers_<task>.csv``. The run resumes from its checkpoint
-like any run (the passengers are saved beside it, in ``passengers.pt``).
+``--set`` chooses the passengers (``PASSENGER_SETS``): ``coef`` varies
+``score_return_coef`` with 0.25 replay chains per update; ``rate`` tries
+fewer replay chains with guidance, and the policy prior's anchor. Results:
+``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
+way of acting at each evaluation), copied to
+``results/score_passengers_<task>_<set>.csv``. The run resumes from its
+checkpoint like any run (the passengers are saved beside it, in
+``passengers.pt``).
 """
 
 from __future__ import annotations
@@ -47,13 +49,22 @@ from mbdpo.training.stop import RunStopped
 from online import COMMON, CORE_MBDPO, HERE, RESULTS
 
 SHARED = {"act_mode": "auto", "score_target": "chain", "score_states": 256, "score_chains": 1000}
-PASSENGERS = {
-    "chain": {"score_return_coef": 0.0},
-    "chain+return0.1": {"score_return_coef": 0.1},
-    "chain+return1": {"score_return_coef": 1.0},
-    "chain+return10": {"score_return_coef": 10.0},
+# Sets of passengers (--set), each run in its own directory, passengers-<set>. Passengers with the same
+# score_replay_chains share one chain memory, which the first of them fills.
+PASSENGER_SETS = {
+    "coef": {  # how much return guidance
+        "chain": {"score_replay_chains": 0.25, "score_return_coef": 0.0},
+        "chain+return0.1": {"score_replay_chains": 0.25, "score_return_coef": 0.1},
+        "chain+return1": {"score_replay_chains": 0.25, "score_return_coef": 1.0},
+        "chain+return10": {"score_replay_chains": 0.25, "score_return_coef": 10.0},
+    },
+    "rate": {  # with guidance, how few replay chains, and the policy prior's anchor
+        "chain": {"score_replay_chains": 0.25, "score_return_coef": 0.0},
+        "chain+return1": {"score_replay_chains": 0.25, "score_return_coef": 1.0},
+        "chain0.05+return1": {"score_replay_chains": 0.05, "score_return_coef": 1.0},
+        "chain0.05+return1+anchor": {"score_replay_chains": 0.05, "score_return_coef": 1.0, "score_anchor": "prior"},
+    },
 }
-REPLAY_CHAINS = 0.25
 PASSENGERS_FILE = "passengers.pt"
 
 
@@ -71,21 +82,25 @@ class PassengerTrainer(OnlineTrainer):
     """A Monte-Carlo run whose every update also trains the passengers, and whose every evaluation also
     plays the episodes with the policy prior and with each passenger."""
 
-    def __init__(self, cfg: Config, given: set[str]):
+    def __init__(self, cfg: Config, given: set[str], passengers: dict[str, dict]):
         super().__init__(cfg, given=given)
-        names = list(PASSENGERS)
-        self.passengers = {
-            name: passenger(self.agent, {**PASSENGERS[name], "score_replay_chains": REPLAY_CHAINS if i == 0 else 0})
-            for i, name in enumerate(names)
-        }
-        for rider in list(self.passengers.values())[1:]:
-            rider.chains = self.passengers[names[0]].chains  # one memory, filled by the first
+        self.passengers = {name: passenger(self.agent, settings) for name, settings in passengers.items()}
+        # The first passenger of each replay-chain rate plans that rate's chains; the others of it only read them.
+        self.chain_planners: dict[float, str] = {}
+        for name, rider in self.passengers.items():
+            rate = rider.cfg.score_replay_chains
+            if rate in self.chain_planners:
+                rider.chains = self.passengers[self.chain_planners[rate]].chains
+                rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
+            else:
+                self.chain_planners[rate] = name
         if self.resumed:
             saved = load_checkpoint(self.run_dir / PASSENGERS_FILE, self.device)
             for name, rider in self.passengers.items():
                 rider.score_network.load_state_dict(saved[name]["score_network"])
                 rider.score_optimizer.load_state_dict(saved[name]["score_optimizer"])
-            self.passengers[names[0]].chains.load_state_dict(saved["chains"])
+                if name in self.chain_planners.values():
+                    rider.chains.load_state_dict(saved[name]["chains"])
         self.returns = CSVLog(self.run_dir / "passengers.csv", self.step if self.resumed else None)
         self.last_summary: dict[str, float] | None = None
 
@@ -129,34 +144,38 @@ class PassengerTrainer(OnlineTrainer):
         return summarise(results)["episode_reward"] if len(results) == cfg.eval_episodes else None
 
     def save(self) -> None:
-        riders = {name: {"score_network": rider.score_network.state_dict(),
-                         "score_optimizer": rider.score_optimizer.state_dict()}
-                  for name, rider in self.passengers.items()}
-        chains = next(iter(self.passengers.values())).chains.state_dict()
-        save_checkpoint(self.run_dir / PASSENGERS_FILE, {**riders, "chains": chains})
+        saved = {}
+        for name, rider in self.passengers.items():
+            saved[name] = {"score_network": rider.score_network.state_dict(),
+                           "score_optimizer": rider.score_optimizer.state_dict()}
+            if name in self.chain_planners.values():
+                saved[name]["chains"] = rider.chains.state_dict()
+        save_checkpoint(self.run_dir / PASSENGERS_FILE, saved)
         super().save()
 
 
-def train(task: str, steps: int, runs_dir: Path) -> None:
-    run_dir = runs_dir / task / "passengers"
+def train(task: str, steps: int, runs_dir: Path, passengers: str) -> None:
+    run_dir = runs_dir / task / f"passengers-{passengers}"
     overrides = {**COMMON, **CORE_MBDPO[task][1], "task": task, "steps": steps, "run_dir": run_dir}
     given = parse_overrides([f"{k}={v}" for k, v in overrides.items()])
     try:
-        PassengerTrainer(Config.from_overrides(given), given=set(given)).run()
+        PassengerTrainer(Config.from_overrides(given), set(given), PASSENGER_SETS[passengers]).run()
     finally:  # also the evaluations of a run that stopped
         if (run_dir / "passengers.csv").exists():
             RESULTS.mkdir(exist_ok=True)
-            shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}.csv")
+            shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}_{passengers}.csv")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(CORE_MBDPO), default="cartpole-swingup")
     parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--set", choices=sorted(PASSENGER_SETS), default="coef", help="which passengers")
     parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
     args = parser.parse_args()
     try:
-        exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir)), "score_passengers.py")
+        exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set),
+                           "score_passengers.py")
     except RunStopped as stopped:
         print(f"score_passengers.py: {stopped}", file=sys.stderr)
         sys.exit(128 + stopped.signal)

@@ -11,7 +11,9 @@ the cost of one online training step without the environment. The
 acting with the network, training it on stored chains (random ones: the
 cost does not depend on their values); with ``replay 1`` each update also
 plans one chain from the batch's start states (``score_replay_chains=1``:
-the cost of a chain is its update's excess). Run it on an idle machine.
+the cost of a chain is its update's excess); with ``return 1`` the score step
+also climbs the return of its plans (``score_return_coef=1``). Run it on an
+idle machine.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ CONFIGS = {
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
                                                     "score_replay_chains": 1},
+    "diffusion cpu preset, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
+                                                    "score_return_coef": 1.0},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
+    "diffusion paper, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "paper", **CHAIN,
+                                               "score_return_coef": 1.0},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
     "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
     "diffusion cpu preset (20x64), compile_rollouts": {"planner": "diffusion", "planner_preset": "cpu",
