@@ -86,20 +86,21 @@ class PassengerTrainer(OnlineTrainer):
         super().__init__(cfg, given=given)
         self.passengers = {name: passenger(self.agent, settings) for name, settings in passengers.items()}
         # The first passenger of each replay-chain rate plans that rate's chains; the others of it only read them.
-        self.chain_planners: dict[float, str] = {}
+        planner_of_rate: dict[float, str] = {}
         for name, rider in self.passengers.items():
             rate = rider.cfg.score_replay_chains
-            if rate in self.chain_planners:
-                rider.chains = self.passengers[self.chain_planners[rate]].chains
+            if rate in planner_of_rate:
+                rider.chains = self.passengers[planner_of_rate[rate]].chains
                 rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
             else:
-                self.chain_planners[rate] = name
+                planner_of_rate[rate] = name
+        self.chain_planners = set(planner_of_rate.values())  # the passengers whose chains are saved
         if self.resumed:
             saved = load_checkpoint(self.run_dir / PASSENGERS_FILE, self.device)
             for name, rider in self.passengers.items():
                 rider.score_network.load_state_dict(saved[name]["score_network"])
                 rider.score_optimizer.load_state_dict(saved[name]["score_optimizer"])
-                if name in self.chain_planners.values():
+                if name in self.chain_planners:
                     rider.chains.load_state_dict(saved[name]["chains"])
         self.returns = CSVLog(self.run_dir / "passengers.csv", self.step if self.resumed else None)
         self.last_summary: dict[str, float] | None = None
@@ -148,7 +149,7 @@ class PassengerTrainer(OnlineTrainer):
         for name, rider in self.passengers.items():
             saved[name] = {"score_network": rider.score_network.state_dict(),
                            "score_optimizer": rider.score_optimizer.state_dict()}
-            if name in self.chain_planners.values():
+            if name in self.chain_planners:
                 saved[name]["chains"] = rider.chains.state_dict()
         save_checkpoint(self.run_dir / PASSENGERS_FILE, saved)
         super().save()
