@@ -22,11 +22,20 @@ way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``. The run resumes from its
 checkpoint like any run (the passengers are saved beside it, in
 ``passengers.pt``).
+
+``--final-episodes N`` plays no training: it loads a finished run and plays N
+evaluation episodes (the run's evaluation seeds, the first three those of its
+evaluations) with Monte Carlo, the prior and each passenger, episode by
+episode, so that the final returns can be compared with less noise than three
+episodes give. One row per episode, written as it ends:
+``<run dir>/passengers_final.csv``, copied to
+``results/score_passengers_<task>_<set>_final.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import shutil
 import sys
@@ -39,9 +48,10 @@ from tqdm import tqdm
 from mbdpo.agent import Agent
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config, parse_overrides
+from mbdpo.envs import make_env
 from mbdpo.errors import exit_on_user_error
 from mbdpo.planning import make_planner
-from mbdpo.training.evaluate import evaluate, summarise
+from mbdpo.training.evaluate import episode_seed, evaluate, run_episode, summarise
 from mbdpo.training.logger import CSVLog
 from mbdpo.training.online import OnlineTrainer
 from mbdpo.training.stop import RunStopped
@@ -167,13 +177,49 @@ def train(task: str, steps: int, runs_dir: Path, passengers: str) -> None:
             shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}_{passengers}.csv")
 
 
+def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int) -> None:
+    """Play ``episodes`` evaluation episodes of a finished run with every way of acting, paired by seed;
+    run again, it goes on after the episodes already written."""
+    run_dir = runs_dir / task / f"passengers-{passengers}"
+    host = Agent.from_checkpoint(run_dir / "checkpoint.pt")
+    step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
+    saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
+    ways = [("monte_carlo", host, "mc"), ("prior", host, "prior")]
+    for name, settings in PASSENGER_SETS[passengers].items():
+        rider = passenger(host, settings)
+        rider.score_network.load_state_dict(saved[name]["score_network"])
+        ways.append((name, rider, "score"))
+    env = make_env(task, host.cfg.seed, host.cfg.obs)
+    out = run_dir / "passengers_final.csv"
+    played = 0
+    if out.exists():
+        with open(out, newline="") as f:
+            played = sum(int(row["step"]) == step for row in csv.DictReader(f))
+    log = CSVLog(out, resume_step=None)
+    RESULTS.mkdir(exist_ok=True)
+    for i in tqdm(range(played, episodes), desc=f"{task} at step {step:,}", unit="episode"):
+        row = {"step": step, "episode": i}
+        for name, agent, mode in ways:
+            agent.set_acting_mode(mode)
+            row[name] = run_episode(agent, env, episode_seed(host.cfg.seed, "eval", i))["episode_reward"]
+        log.write(row)
+        shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final.csv")
+        tqdm.write(f"episode {i}: " + ", ".join(f"{name} {row[name]:.1f}" for name, _, _ in ways))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(CORE_MBDPO), default="cartpole-swingup")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--set", choices=sorted(PASSENGER_SETS), default="coef", help="which passengers")
     parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
+    parser.add_argument("--final-episodes", type=int, default=0,
+                        help="train nothing: play this many evaluation episodes of the finished run")
     args = parser.parse_args()
+    if args.final_episodes:
+        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.final_episodes),
+                           "score_passengers.py")
+        return
     try:
         exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set),
                            "score_passengers.py")
