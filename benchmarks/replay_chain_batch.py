@@ -23,7 +23,18 @@ import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import CheckpointError, exit_on_user_error
+
+
+def counts_list(text: str) -> list[int]:
+    """``--counts``: positive integers, comma-separated."""
+    try:
+        counts = [int(count) for count in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive integers, e.g. 1,4,16")
+    return counts
 
 
 def seconds_per_call(call, repeats: int) -> float:
@@ -54,16 +65,15 @@ def batch_rows(agent: Agent, counts: list[int], repeats: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--counts", default="1,4,16,64", help="states planned at once, comma-separated")
+    parser.add_argument("--counts", type=counts_list, default="1,4,16,64", help="states planned at once, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
     if agent.cfg.multitask:
-        raise SystemExit(f"replay_chain_batch: {args.checkpoint} is multi-task; give a single-task checkpoint")
-    counts = [int(count) for count in args.counts.split(",")]
-    write_csv(args.out, batch_rows(agent, counts, args.repeats))
+        raise CheckpointError(f"{args.checkpoint} is multi-task; give a single-task checkpoint")
+    write_csv(args.out, batch_rows(agent, args.counts, args.repeats))
 
 
 if __name__ == "__main__":
