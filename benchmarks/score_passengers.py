@@ -16,7 +16,9 @@ switches once its network is within 5 % of Monte Carlo.
 
 ``--set`` chooses the passengers (``PASSENGER_SETS``): ``coef`` varies
 ``score_return_coef`` with 0.25 replay chains per update; ``rate`` tries
-fewer replay chains with guidance, and the policy prior's anchor. Results:
+fewer replay chains with guidance, and the policy prior's anchor; ``anchor``
+builds the networks around the policy prior (``score_anchor=prior``), without
+and with guidance, at 0.25 replay chains. Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``. The run resumes from its
@@ -73,6 +75,12 @@ PASSENGER_SETS = {
         "chain+return1": {"score_replay_chains": 0.25, "score_return_coef": 1.0},
         "chain0.05+return1": {"score_replay_chains": 0.05, "score_return_coef": 1.0},
         "chain0.05+return1+anchor": {"score_replay_chains": 0.05, "score_return_coef": 1.0, "score_anchor": "prior"},
+    },
+    "anchor": {  # the policy prior's anchor (score_anchor=prior), alone and with guidance
+        "chain": {"score_replay_chains": 0.25, "score_return_coef": 0.0},
+        "chain+anchor": {"score_replay_chains": 0.25, "score_anchor": "prior"},
+        "chain+anchor+return0.1": {"score_replay_chains": 0.25, "score_anchor": "prior", "score_return_coef": 0.1},
+        "chain+anchor+return1": {"score_replay_chains": 0.25, "score_anchor": "prior", "score_return_coef": 1.0},
     },
 }
 PASSENGERS_FILE = "passengers.pt"
