@@ -31,7 +31,10 @@ evaluations) with Monte Carlo, the prior and each passenger, episode by
 episode, so that the final returns can be compared with less noise than three
 episodes give. One row per episode, written as it ends:
 ``<run dir>/passengers_final.csv``, copied to
-``results/score_passengers_<task>_<set>_final.csv``.
+``results/score_passengers_<task>_<set>_final.csv``. At the end it prints, per
+way of acting, the mean, the std over episodes, the percent of Monte Carlo,
+the mean paired difference to Monte Carlo with its standard error, and the
+episodes won against Monte Carlo (rerun with the same N to print it again).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -185,6 +189,25 @@ def train(task: str, steps: int, runs_dir: Path, passengers: str) -> None:
             shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}_{passengers}.csv")
 
 
+def paired_summary(rows: list[dict], names: list[str]) -> list[dict]:
+    """Per way of acting, over the episodes ``rows`` (one return per name each): mean, std over episodes,
+    percent of Monte Carlo's mean, the mean paired difference to Monte Carlo with its standard error, and
+    the episodes it returned more than Monte Carlo did."""
+    monte_carlo = np.array([float(row["monte_carlo"]) for row in rows])
+    summary = []
+    for name in names:
+        returns = np.array([float(row[name]) for row in rows])
+        difference = returns - monte_carlo
+        summary.append({
+            "way": name, "mean": round(float(returns.mean()), 1), "std": round(float(returns.std(ddof=1)), 1),
+            "percent_of_mc": round(float(100 * returns.mean() / monte_carlo.mean()), 1),
+            "paired_difference": round(float(difference.mean()), 1),
+            "standard_error": round(float(difference.std(ddof=1) / np.sqrt(len(rows))), 1),
+            "better_than_mc": int((difference > 0).sum()),
+        })
+    return summary
+
+
 def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int) -> None:
     """Play ``episodes`` evaluation episodes of a finished run with every way of acting, paired by seed;
     run again, it goes on after the episodes already written."""
@@ -213,6 +236,12 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int) 
         log.write(row)
         shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final.csv")
         tqdm.write(f"episode {i}: " + ", ".join(f"{name} {row[name]:.1f}" for name, _, _ in ways))
+    with open(out, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if int(row["step"]) == step][:episodes]
+    if len(rows) > 1:
+        print(f"{task} at step {step:,}, {len(rows)} paired episodes:")
+        for line in paired_summary(rows, [name for name, _, _ in ways]):
+            print("  " + ", ".join(f"{key} {value}" for key, value in line.items()))
 
 
 def main() -> None:

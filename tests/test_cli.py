@@ -379,3 +379,17 @@ def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
+
+
+def test_passenger_summary_pairs_each_way_with_monte_carlo_by_episode(monkeypatch):
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))  # score_passengers.py imports its sibling online.py
+    from score_passengers import paired_summary
+
+    rows = [{"monte_carlo": "10", "network": "12"}, {"monte_carlo": "20", "network": "18"},
+            {"monte_carlo": "30", "network": "36"}]
+    monte_carlo, network = paired_summary(rows, ["monte_carlo", "network"])
+    assert monte_carlo["percent_of_mc"] == 100 and monte_carlo["paired_difference"] == 0
+    # differences 2, -2, 6: mean 2, std 4, standard error 4 / sqrt(3); two of three episodes won
+    assert network == {"way": "network", "mean": 22.0, "std": 12.5, "percent_of_mc": 110.0,
+                       "paired_difference": 2.0, "standard_error": 2.3, "better_than_mc": 2}
