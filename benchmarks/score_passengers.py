@@ -40,7 +40,6 @@ episodes won against Monte Carlo (rerun with the same N to print it again).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import shutil
 import sys
@@ -52,6 +51,7 @@ import torch
 from tqdm import tqdm
 
 from mbdpo.agent import Agent
+from mbdpo.analysis.runs import read_csv
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config, parse_overrides
 from mbdpo.envs import make_env
@@ -222,22 +222,19 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int) 
         ways.append((name, rider, "score"))
     env = make_env(task, host.cfg.seed, host.cfg.obs)
     out = run_dir / "passengers_final.csv"
-    played = 0
-    if out.exists():
-        with open(out, newline="") as f:
-            played = sum(int(row["step"]) == step for row in csv.DictReader(f))
+    rows = [row for row in read_csv(out) if int(row["step"]) == step]  # the episodes already played
     log = CSVLog(out, resume_step=None)
     RESULTS.mkdir(exist_ok=True)
-    for i in tqdm(range(played, episodes), desc=f"{task} at step {step:,}", unit="episode"):
+    for i in tqdm(range(len(rows), episodes), desc=f"{task} at step {step:,}", unit="episode"):
         row = {"step": step, "episode": i}
         for name, agent, mode in ways:
             agent.set_acting_mode(mode)
             row[name] = run_episode(agent, env, episode_seed(host.cfg.seed, "eval", i))["episode_reward"]
         log.write(row)
+        rows.append(row)
         shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final.csv")
         tqdm.write(f"episode {i}: " + ", ".join(f"{name} {row[name]:.1f}" for name, _, _ in ways))
-    with open(out, newline="") as f:
-        rows = [row for row in csv.DictReader(f) if int(row["step"]) == step][:episodes]
+    rows = rows[:episodes]
     if len(rows) > 1:
         print(f"{task} at step {step:,}, {len(rows)} paired episodes:")
         for line in paired_summary(rows, [name for name, _, _ in ways]):
