@@ -35,6 +35,10 @@ episodes give. One row per episode, written as it ends:
 way of acting, the mean, the std over episodes, the percent of Monte Carlo,
 the mean paired difference to Monte Carlo with its standard error, and the
 episodes won against Monte Carlo (rerun with the same N to print it again).
+With ``--score-candidates K`` it replays only the networks, each acting on the
+best of K of its plans by imagined return (``score_candidates=K``), paired
+with the Monte-Carlo and prior returns already in ``passengers_final.csv``:
+``results/score_passengers_<task>_<set>_final_candidates<K>.csv``.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from mbdpo.analysis.runs import read_csv
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config, parse_overrides
 from mbdpo.envs import make_env
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning import make_planner
 from mbdpo.training.evaluate import episode_seed, evaluate, run_episode, summarise
 from mbdpo.training.logger import CSVLog
@@ -208,36 +212,48 @@ def paired_summary(rows: list[dict], names: list[str]) -> list[dict]:
     return summary
 
 
-def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int) -> None:
+def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, candidates: int = 0) -> None:
     """Play ``episodes`` evaluation episodes of a finished run with every way of acting, paired by seed;
-    run again, it goes on after the episodes already written."""
+    run again, it goes on after the episodes already written.
+
+    ``candidates`` > 0 replays only the networks, each ranking that many of its plans (``score_candidates``),
+    into ``passengers_final_candidates<K>.csv``, and copies the Monte-Carlo and prior returns of the same
+    episodes from ``passengers_final.csv``, which must hold them already."""
     run_dir = runs_dir / task / f"passengers-{passengers}"
     host = Agent.from_checkpoint(run_dir / "checkpoint.pt")
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
-    ways = [("monte_carlo", host, "mc"), ("prior", host, "prior")]
+    ways = [] if candidates else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
     for name, settings in PASSENGER_SETS[passengers].items():
-        rider = passenger(host, settings)
+        rider = passenger(host, {**settings, **({"score_candidates": candidates} if candidates else {})})
         rider.score_network.load_state_dict(saved[name]["score_network"])
         ways.append((name, rider, "score"))
+    played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
+    if candidates and len(played) < episodes:
+        raise ConfigError(f"--score-candidates replays episodes paired with {run_dir / 'passengers_final.csv'}, "
+                          f"which holds {len(played)}; valid: --final-episodes <= {len(played)}, or play them first")
+    suffix = f"_candidates{candidates}" if candidates else ""
     env = make_env(task, host.cfg.seed, host.cfg.obs)
-    out = run_dir / "passengers_final.csv"
+    out = run_dir / f"passengers_final{suffix}.csv"
     rows = [row for row in read_csv(out) if int(row["step"]) == step]  # the episodes already played
     log = CSVLog(out, resume_step=None)
     RESULTS.mkdir(exist_ok=True)
     for i in tqdm(range(len(rows), episodes), desc=f"{task} at step {step:,}", unit="episode"):
         row = {"step": step, "episode": i}
+        if candidates:  # the same episodes, played earlier by Monte Carlo and the prior
+            row |= {name: float(played[i][name]) for name in ("monte_carlo", "prior")}
         for name, agent, mode in ways:
             agent.set_acting_mode(mode)
             row[name] = run_episode(agent, env, episode_seed(host.cfg.seed, "eval", i))["episode_reward"]
         log.write(row)
         rows.append(row)
-        shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final.csv")
-        tqdm.write(f"episode {i}: " + ", ".join(f"{name} {row[name]:.1f}" for name, _, _ in ways))
+        shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final{suffix}.csv")
+        tqdm.write(f"episode {i}: " + ", ".join(f"{name} {float(row[name]):.1f}" for name in row
+                                                if name not in ("step", "episode")))
     rows = rows[:episodes]
     if len(rows) > 1:
         print(f"{task} at step {step:,}, {len(rows)} paired episodes:")
-        for line in paired_summary(rows, [name for name, _, _ in ways]):
+        for line in paired_summary(rows, ["monte_carlo", "prior", *PASSENGER_SETS[passengers]]):
             print("  " + ", ".join(f"{key} {value}" for key, value in line.items()))
 
 
@@ -249,10 +265,12 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
     parser.add_argument("--final-episodes", type=int, default=0,
                         help="train nothing: play this many evaluation episodes of the finished run")
+    parser.add_argument("--score-candidates", type=int, default=0,
+                        help="with --final-episodes: replay only the networks, ranking this many plans each")
     args = parser.parse_args()
     if args.final_episodes:
-        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.final_episodes),
-                           "score_passengers.py")
+        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.final_episodes,
+                                                    args.score_candidates), "score_passengers.py")
         return
     try:
         exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set),

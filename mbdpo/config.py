@@ -163,6 +163,9 @@ class Config:
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
     score_return_coef: float = 0.0
+    # Plans drawn from the score network per action (one batched reverse chain); the one of highest imagined
+    # return under the current model is acted on. 1: the network's one sample, no rollouts
+    score_candidates: int = 64
     score_check_freq: int = 2500
     score_check_states: int = 32
     # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's
@@ -324,6 +327,12 @@ class Config:
             raise ConfigError(f"score_refresh={self.score_refresh} stores chains of acting, which "
                               f"score_replay_chains={self.score_replay_chains} replaces by chains from the replay; "
                               "valid: one of them 0")
+        if self.score_candidates < 1:
+            raise ConfigError(f"score_candidates={self.score_candidates} must be >= 1 (1: the network's one plan)")
+        if self.score_candidates > 1 and self.diffusion_kernel == "warm" and self.act_mode != "mc":
+            raise ConfigError(f"score_candidates={self.score_candidates} needs diffusion_kernel=stochastic: the warm "
+                              "kernel's network chain has no noise, so every candidate would be the same plan; "
+                              "valid with diffusion_kernel=warm: score_candidates=1")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if self.score_return_coef < 0:

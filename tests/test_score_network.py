@@ -21,7 +21,9 @@ from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
 from mbdpo.planning import DiffusionPlanner
 from mbdpo.planning.base import shifted
-from mbdpo.planning.diffusion import monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
+from mbdpo.planning.diffusion import (
+    best_of_candidates, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser,
+)
 from mbdpo.planning.rollout import candidate_returns, plan_returns
 from mbdpo.planning.score_matching import (
     chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
@@ -199,14 +201,41 @@ class CountingModel(ToyModel):
         return super().predicted_reward(z, action, task)
 
 
-@pytest.mark.parametrize("use_score_network, expects_rollouts", [(False, True), (True, False)])
-def test_score_only_acting_makes_no_rollouts(use_score_network, expects_rollouts):
-    cfg = toy_score_cfg(num_pi_trajs=4)
+@pytest.mark.parametrize("use_score_network, candidates, expected_calls", [
+    (False, 1, "many"), (True, 1, 0), (True, 16, 2 * 2),  # one rollout of H = 2 steps: reward and dynamics each
+])
+def test_score_only_acting_makes_no_rollouts_and_ranking_candidates_makes_one(
+    use_score_network, candidates, expected_calls
+):
+    cfg = toy_score_cfg(num_pi_trajs=4, score_candidates=candidates)
     model = CountingModel(cfg)
     planner = DiffusionPlanner(model, cfg, ScoreNetwork(cfg))
     planner.use_score_network = use_score_network
     planner.act(torch.zeros(1, cfg.latent_dim))
-    assert (model.rollout_calls > 0) == expects_rollouts, model.rollout_calls
+    if expected_calls == "many":
+        assert model.rollout_calls > 2 * 2 * cfg.diffusion_steps, model.rollout_calls
+    else:
+        assert model.rollout_calls == expected_calls
+
+
+def test_best_of_candidates_keeps_the_highest_return_per_state():
+    candidates = torch.arange(2 * 3 * 2 * 1, dtype=torch.float32).view(2, 3, 2, 1)
+    returns = torch.tensor([[0.1, 0.9, 0.5], [2.0, -1.0, 1.0]])
+    assert torch.equal(best_of_candidates(returns, candidates), candidates[[0, 1], [1, 0]])
+
+
+def test_ranking_network_plans_by_the_model_beats_one_network_plan():
+    """An untrained network samples plans around 0; ranked by the toy model's return, acting lands nearer its
+    goal, and the more candidates the nearer."""
+    torch.manual_seed(0)
+    distances = {}
+    for candidates in (1, 8, 64):
+        cfg = toy_score_cfg(score_candidates=candidates)
+        planner = DiffusionPlanner(ToyModel(cfg), cfg, ScoreNetwork(cfg))
+        planner.use_score_network = True
+        plans = planner.score_network_plans(torch.zeros(256, cfg.latent_dim), torch.zeros(256, 2, 2))
+        distances[candidates] = float((plans - GOAL).norm(dim=-1).mean())
+    assert distances[64] < distances[8] < distances[1], distances
 
 
 def tiny_agent(**overrides) -> Agent:
@@ -338,7 +367,8 @@ def test_score_refresh_plans_a_fraction_of_exploring_network_actions_by_monte_ca
     obs = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
     for refresh, low, high in [(0.0, 0, 0), (0.5, 18, 42), (1.0, 60, 60)]:
         torch.manual_seed(0)
-        agent = tiny_agent(act_mode="auto", score_target="chain", score_refresh=refresh)
+        # One candidate: network acting makes no rollouts, so the rollouts counted are the refreshed actions'.
+        agent = tiny_agent(act_mode="auto", score_target="chain", score_refresh=refresh, score_candidates=1)
         for row in obs[:8]:
             agent.act(row, explore=True)
         agent.update(random_batch(agent.cfg))
@@ -368,7 +398,8 @@ def test_replay_chains_are_planned_from_the_batch_start_states_at_the_given_rate
 
 
 def test_warm_replay_chains_start_from_the_window_actions_shifted_as_a_previous_plan():
-    agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=2, diffusion_kernel="warm")
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=2, diffusion_kernel="warm",
+                       score_candidates=1)
     batch = random_batch(agent.cfg)
     agent.update(batch)
     windows = batch.action[:, :2].transpose(0, 1)  # [2, H, A]

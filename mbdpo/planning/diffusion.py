@@ -146,6 +146,18 @@ def reverse_diffusion(
     return x, torch.stack(visited)
 
 
+def best_of_candidates(returns: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """The candidate of highest imagined return J (eq. 10) for each state: ``returns [B, M]``,
+    ``candidates [B, M, H, A]`` -> ``[B, H, A]``.
+
+    Acting with the score network draws M plans from it and keeps the best under the current model. The
+    network proposes what the Monte-Carlo sampler planned when its targets were made; the ranking uses the
+    model as it is now, for 1 / (diffusion_steps x num_samples / M) of the Monte-Carlo planner's rollouts.
+    """
+    best = returns.argmax(dim=1)
+    return candidates[torch.arange(len(candidates), device=candidates.device), best]
+
+
 def monte_carlo_denoiser(
     model: WorldModel,
     cfg: Config,
@@ -246,15 +258,33 @@ class DiffusionPlanner(Planner):
         previous = (torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device)
                     if self.previous_plan is None else self.previous_plan.unsqueeze(0))  # zeros at an episode start
         if self.use_score_network:
-            schedule = self.schedule_on(z.device)
-            denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task)
-            plans, _ = reverse_diffusion(denoise, self.chain_starts(previous), schedule, self.stochastic)
+            plans = self.score_network_plans(z, previous, task)
             self.last_chain = None
         else:
             self.last_chain = self.monte_carlo_chains(z, previous, task)
             plans = self.last_chain[1]
         self.previous_plan = plans[0].clamp(-1, 1)
         return self.previous_plan
+
+    @torch.no_grad()
+    def score_network_plans(
+        self, z: torch.Tensor, previous_plans: torch.Tensor, task: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Plan with the score network from each latent of ``z [B, L]`` (section 5): draw
+        ``score_candidates`` plans from it in one batched reverse chain, and keep the best by the current
+        model's imagined return (:func:`best_of_candidates`). With one candidate, no rollouts. Returns
+        ``[B, H, A]``, clamped to the action range."""
+        count = self.cfg.score_candidates
+        schedule = self.schedule_on(z.device)
+        repeated_task = None if task is None else task.repeat_interleave(count, 0)
+        denoise = score_network_denoiser(
+            self.score_network, self.model, schedule, z.repeat_interleave(count, 0), repeated_task)
+        starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))
+        plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
+        plans = plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])
+        if count == 1:
+            return plans[:, 0]
+        return best_of_candidates(candidate_returns(self.model, z, plans, self.cfg.energy_eta, task), plans)
 
     @torch.no_grad()
     def monte_carlo_chains(
