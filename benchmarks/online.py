@@ -11,8 +11,8 @@
   with 1,000 chains, refreshed after the switch (``-refresh``) or planned
   from states across the replay, 0.25 per step (``-replay``), the latter also with return
   guidance (``-replay-return``, score_return_coef=1), and acting on the best
-  of the network's 64 plans (``-replay-ranked``, ``score_candidates=64``; the
-  other runs act with its one plan); on cartpole-swingup also
+  of the network's 64 plans (``-replay-ranked``, ``score_candidates=64``); on
+  cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains.
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
@@ -70,8 +70,8 @@ REFRESH = {"score_refresh": 0.1, "score_chains": 1000}
 REPLAY = {"score_replay_chains": 0.25, "score_chains": 1000}
 # Return guidance of the score network (score_passengers.py compares weights on the same models).
 RETURN = {"score_return_coef": 1.0}
-# The score-network runs before score_candidates acted with the network's one plan; their keys keep that.
-ONE_PLAN = {"score_candidates": 1}
+# Acting on the best of the network's 64 plans by imagined return instead of its one plan.
+RANKED = {"score_candidates": 64}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 # Each task's MBDPO run of the core suite: the planner settings its score-network runs share.
 CORE_MBDPO = {"cartpole-swingup": ("diffusion-cpu", MC_CPU), "reacher-easy": ("diffusion-cpu", MC_CPU),
@@ -97,21 +97,18 @@ RUNS: dict[tuple[str, str], dict] = {
     ("walker-walk", "diffusion-cpu-20x64-eta0"): {**MC_CPU_20X64, "energy_eta": 0, "energy_coef": 0},
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
-    ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto", **ONE_PLAN},
-    ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000, **ONE_PLAN},
-    **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH, **ONE_PLAN}
+    ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
+    ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
+    **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},
-    **{(task, "diffusion-cpu-auto-chain-replay"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **ONE_PLAN}
+    **{(task, "diffusion-cpu-auto-chain-replay"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY}
        for task in CORE_TASKS},
-    **{(task, "diffusion-cpu-auto-chain-replay-return"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RETURN,
-                                                          **ONE_PLAN}
+    **{(task, "diffusion-cpu-auto-chain-replay-return"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RETURN}
        for task in CORE_TASKS},
-    # The default since 2026-12-04: the network's 64 plans ranked by the current model (score_candidates).
-    **{(task, "diffusion-cpu-auto-chain-replay-ranked"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY}
+    **{(task, "diffusion-cpu-auto-chain-replay-ranked"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RANKED}
        for task in CORE_TASKS},
-    ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score", **ONE_PLAN},
-    ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score",
-                                                    **ONE_PLAN},
+    ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
+    ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(10, 256), (20, 256), (5, 64), (5, 512)]},
     **{(task, "diffusion-cpu"): MC_CPU for task in SUCCESS_TASKS},
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in SUCCESS_TASKS},

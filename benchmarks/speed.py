@@ -13,9 +13,9 @@ cost does not depend on their values); with ``replay 1`` each update also
 plans one chain from the batch's start states (``score_replay_chains=1``:
 the cost of a chain is its update's excess); with ``return 1`` the score step
 also climbs the return of its plans (``score_return_coef=1``). Network acting
-ranks ``score_candidates`` (64) plans by their imagined return; the ``1
-candidate`` rows act with the network's one plan, without rollouts. Run it on
-an idle machine.
+uses the network's one plan, without rollouts; the ``64 candidates`` rows act
+on the best of 64 by imagined return (``score_candidates=64``). Run it on an
+idle machine.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ CHAIN = {"act_mode": "auto", "score_target": "chain", "score_states": 256}
 CONFIGS = {
     "diffusion cpu preset (20x64)": {"planner": "diffusion", "planner_preset": "cpu"},
     "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
-    "diffusion cpu preset, act_mode=score, 1 candidate": {"planner": "diffusion", "planner_preset": "cpu",
-                                                          "act_mode": "score", "score_candidates": 1},
+    "diffusion cpu preset, act_mode=score, 64 candidates": {"planner": "diffusion", "planner_preset": "cpu",
+                                                            "act_mode": "score", "score_candidates": 64},
     "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
@@ -47,8 +47,8 @@ CONFIGS = {
                                                     "score_return_coef": 1.0},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
-    "diffusion paper, act_mode=score, 1 candidate": {"planner": "diffusion", "planner_preset": "paper",
-                                                     "act_mode": "score", "score_candidates": 1},
+    "diffusion paper, act_mode=score, 64 candidates": {"planner": "diffusion", "planner_preset": "paper",
+                                                       "act_mode": "score", "score_candidates": 64},
     "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
     "diffusion paper, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "paper", **CHAIN,
                                                "score_return_coef": 1.0},

@@ -164,8 +164,9 @@ class Config:
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
     score_return_coef: float = 0.0
     # Plans drawn from the score network per action (one batched reverse chain); the one of highest imagined
-    # return under the current model is acted on. 1: the network's one sample, no rollouts
-    score_candidates: int = 64
+    # return under the current model is acted on. 1: the network's one sample, no rollouts. Helps where the
+    # model ranks plans well, hurts where it does not (README, "Acting with the score network")
+    score_candidates: int = 1
     score_check_freq: int = 2500
     score_check_states: int = 32
     # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's

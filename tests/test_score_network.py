@@ -398,8 +398,7 @@ def test_replay_chains_are_planned_from_the_batch_start_states_at_the_given_rate
 
 
 def test_warm_replay_chains_start_from_the_window_actions_shifted_as_a_previous_plan():
-    agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=2, diffusion_kernel="warm",
-                       score_candidates=1)
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_replay_chains=2, diffusion_kernel="warm")
     batch = random_batch(agent.cfg)
     agent.update(batch)
     windows = batch.action[:, :2].transpose(0, 1)  # [2, H, A]
