@@ -381,12 +381,18 @@ class Agent:
         }
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", compile_rollouts: bool = False) -> "Agent":
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", compile_rollouts: bool = False, score_candidates: int = 0
+    ) -> "Agent":
         """Load a trained agent from a checkpoint written by ``mbdpo train``. ``device`` and
-        ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes)."""
+        ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes); so is
+        ``score_candidates`` unless 0 (then the run's)."""
         torch_dev = torch_device(device)
         checkpoint = load_checkpoint(path, torch_dev)
         cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), compile_rollouts=compile_rollouts)
+        if score_candidates:
+            cfg = dataclasses.replace(cfg, score_candidates=score_candidates)
+            cfg.validate()
         agent = cls(cfg, torch_dev)
         agent.load_state_dict(checkpoint["agent"])
         return agent

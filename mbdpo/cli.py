@@ -35,6 +35,8 @@ class EvalOptions:
     out: str = ""  # CSV to append to; default: eval_checkpoint.csv next to the checkpoint
     # run: as the run was acting when it saved; prior: the policy prior's mean action, no planning
     act_mode: Literal["run", "mc", "score", "prior"] = "run"
+    # Acting with the score network: rank this many of its plans by imagined return (score_candidates); 0: the run's
+    score_candidates: int = 0
     task: str = ""  # multi-task checkpoints: one of its tasks, or its set (default: every task with an environment)
     save_video: bool = False  # single-task checkpoints: the first episode as an MP4 next to the CSV
 
@@ -108,7 +110,9 @@ def eval_command(tokens: list[str]) -> None:
     options = EvalOptions(**parse_values(parse_overrides(tokens, EvalOptions), EvalOptions))
     if not options.checkpoint:
         raise ConfigError("mbdpo eval needs checkpoint=PATH")
-    agent = Agent.from_checkpoint(options.checkpoint, options.device)
+    if options.score_candidates < 0:
+        raise ConfigError(f"score_candidates={options.score_candidates} must be >= 0 (0: the run's)")
+    agent = Agent.from_checkpoint(options.checkpoint, options.device, score_candidates=options.score_candidates)
     if options.act_mode != "run":
         agent.set_acting_mode(options.act_mode)
     cfg = agent.cfg
@@ -126,7 +130,8 @@ def eval_command(tokens: list[str]) -> None:
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
           f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "
-          f"acting with {agent.acting_mode}")
+          f"acting with {agent.acting_mode}" + (f", the best of {cfg.score_candidates} plans"
+                                                  if agent.acting_mode == "score" and cfg.score_candidates > 1 else ""))
     row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],

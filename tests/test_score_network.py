@@ -524,6 +524,20 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
     assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
 
 
+def test_eval_ranks_the_networks_plans_when_asked(score_run, tmp_path):
+    checkpoint = score_run / "checkpoint.pt"
+    for candidates, expects_rollouts in [(0, False), (8, True)]:  # 0: the run's, one plan
+        agent = Agent.from_checkpoint(checkpoint, device="cpu", score_candidates=candidates)
+        calls = counting_rollouts(agent)
+        agent.act(np.zeros(agent.cfg.obs_dim, dtype=np.float32))
+        assert agent.acting_mode == "score" and bool(calls) == expects_rollouts
+    result = mbdpo_in_process("eval", f"checkpoint={checkpoint}", "episodes=1", "score_candidates=8",
+                              f"out={tmp_path / 'e.csv'}")
+    assert result.returncode == 0 and "acting with score, the best of 8 plans" in result.stdout, result.stderr
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={checkpoint}", "score_candidates=-1"),
+                          "score_candidates=-1", ">= 0")
+
+
 def test_prior_mode_acts_with_the_policy_prior_mean_without_planning(monkeypatch):
     agent = tiny_agent()
     obs = np.random.default_rng(0).normal(size=4).astype(np.float32)
