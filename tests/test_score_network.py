@@ -322,6 +322,20 @@ def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(ancho
     assert anchor == "none" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
 
 
+def test_copies_denoise_as_repeated_latents_with_the_prior_rolled_out_once_per_latent():
+    agent = tiny_agent(act_mode="score", score_anchor="prior")
+    network, model = agent.score_network, agent.model
+    schedule = agent.planner.schedule_on(torch.device("cpu"))
+    torch.nn.init.normal_(network.net[-1].weight)  # a network whose output depends on z, x_tau and the anchor
+    z, x_tau = torch.randn(3, agent.cfg.latent_dim), torch.randn(3 * 5, agent.cfg.horizon, agent.cfg.action_dim)
+    with torch.no_grad():
+        repeated = score_network_denoiser(network, model, schedule, z.repeat_interleave(5, 0))(x_tau, 1)
+        calls = counting_rollouts(agent)
+        copied = score_network_denoiser(network, model, schedule, z, copies=5)(x_tau, 1)
+    torch.testing.assert_close(copied, repeated)
+    assert len(calls) == agent.cfg.horizon - 1  # the anchor's prior rollout, batched over the 3 latents once
+
+
 def test_return_guidance_trains_the_network_only():
     """score_return_coef: the score step's extra loss climbs J through the frozen world model, whose
     parameters (and the target Q heads' frozen state) it leaves as they were."""

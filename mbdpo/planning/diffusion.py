@@ -199,15 +199,21 @@ def score_network_denoiser(
     schedule: DiffusionSchedule,
     z: torch.Tensor,
     task: torch.Tensor | None = None,
+    copies: int = 1,
 ) -> DenoiseFn:
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
     In a multi-task model the unused action dimensions of each task are zeroed, as Monte Carlo does.
     With ``score_anchor=prior`` the policy prior's mean plan from ``z`` is computed once, for every tau.
+    ``copies`` > 1 denoises that many chains per latent of ``z [B, L]``: inputs ``[B * copies, H, A]``,
+    each latent's chains consecutive; what depends only on the latent is still computed once per latent.
     """
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
     anchor = policy_mean_plan(model, z, network.horizon, task) if network.anchor == "prior" else None
+    if copies > 1:
+        z, task_embedding, mask, anchor = (
+            None if t is None else t.repeat_interleave(copies, 0) for t in (z, task_embedding, mask, anchor))
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
@@ -276,9 +282,7 @@ class DiffusionPlanner(Planner):
         ``[B, H, A]``, clamped to the action range."""
         count = self.cfg.score_candidates
         schedule = self.schedule_on(z.device)
-        repeated_task = None if task is None else task.repeat_interleave(count, 0)
-        denoise = score_network_denoiser(
-            self.score_network, self.model, schedule, z.repeat_interleave(count, 0), repeated_task)
+        denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count)
         starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))
         plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
         plans = plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])
