@@ -36,17 +36,9 @@ from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 from mbdpo.training.evaluate import episode_seed, run_episode
 
 from online import HERE, RESULTS
-from score_passengers import PASSENGER_SETS, PASSENGERS_FILE, paired_summary, passenger
+from score_passengers import PASSENGER_SETS, PASSENGERS_FILE, paired_summary, passenger, trained_passenger
 
 Proposal = Callable[[torch.Tensor, int], torch.Tensor]  # (z [1, L], K) -> plans [1, K, H, A]
-
-
-def network_agent(host: Agent, settings: dict, network_state: dict, candidates: int) -> Agent:
-    """A passenger on ``host``'s model, acting with the saved network and ``score_candidates=candidates``."""
-    agent = passenger(host, {**settings, "score_candidates": candidates})
-    agent.score_network.load_state_dict(network_state)
-    agent.set_acting_mode("score")
-    return agent
 
 
 def ranking_agent(agent: Agent, propose: Proposal, count: int) -> Agent:
@@ -97,8 +89,8 @@ def compare(args: argparse.Namespace) -> None:
         return policy_trajectories(host.model, z, cfg.horizon, count)
 
     ways = {
-        "network_one_plan": network_agent(host, settings, network_state, 1),
-        f"network_best_of_{k}": network_agent(host, settings, network_state, k),
+        "network_one_plan": trained_passenger(host, {**settings, "score_candidates": 1}, network_state),
+        f"network_best_of_{k}": trained_passenger(host, {**settings, "score_candidates": k}, network_state),
         f"uniform_best_of_{k}": ranking_agent(passenger(host, settings), uniform, k),
         f"prior_best_of_{k}": ranking_agent(passenger(host, settings), prior, k),
     }

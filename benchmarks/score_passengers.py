@@ -104,6 +104,14 @@ def passenger(host: Agent, overrides: dict) -> Agent:
     return rider
 
 
+def trained_passenger(host: Agent, overrides: dict, network_state: dict) -> Agent:
+    """:func:`passenger` with a saved score network loaded (from ``passengers.pt``), acting with it."""
+    rider = passenger(host, overrides)
+    rider.score_network.load_state_dict(network_state)
+    rider.set_acting_mode("score")
+    return rider
+
+
 class PassengerTrainer(OnlineTrainer):
     """A Monte-Carlo run whose every update also trains the passengers, and whose every evaluation also
     plays the episodes with the policy prior and with each passenger."""
@@ -224,14 +232,15 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, 
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
     ways = [] if candidates else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
+    ranking = {"score_candidates": candidates} if candidates else {}
     for name, settings in PASSENGER_SETS[passengers].items():
-        rider = passenger(host, {**settings, **({"score_candidates": candidates} if candidates else {})})
-        rider.score_network.load_state_dict(saved[name]["score_network"])
-        ways.append((name, rider, "score"))
-    played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
-    if candidates and len(played) < episodes:
-        raise ConfigError(f"--score-candidates replays episodes paired with {run_dir / 'passengers_final.csv'}, "
-                          f"which holds {len(played)}; valid: --final-episodes <= {len(played)}, or play them first")
+        ways.append((name, trained_passenger(host, {**settings, **ranking}, saved[name]["score_network"]), "score"))
+    if candidates:  # the Monte-Carlo and prior returns of the same episodes, played earlier
+        played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
+        if len(played) < episodes:
+            raise ConfigError(f"--score-candidates replays episodes paired with {run_dir / 'passengers_final.csv'}, "
+                              f"which holds {len(played)}; valid: --final-episodes <= {len(played)}, "
+                              "or play them first")
     suffix = f"_candidates{candidates}" if candidates else ""
     env = make_env(task, host.cfg.seed, host.cfg.obs)
     out = run_dir / f"passengers_final{suffix}.csv"
@@ -240,7 +249,7 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, 
     RESULTS.mkdir(exist_ok=True)
     for i in tqdm(range(len(rows), episodes), desc=f"{task} at step {step:,}", unit="episode"):
         row = {"step": step, "episode": i}
-        if candidates:  # the same episodes, played earlier by Monte Carlo and the prior
+        if candidates:
             row |= {name: float(played[i][name]) for name in ("monte_carlo", "prior")}
         for name, agent, mode in ways:
             agent.set_acting_mode(mode)
