@@ -18,7 +18,9 @@ switches once its network is within 5 % of Monte Carlo.
 ``score_return_coef`` with 0.25 replay chains per update; ``rate`` tries
 fewer replay chains with guidance, and the policy prior's anchor; ``anchor``
 builds the networks around the policy prior (``score_anchor=prior``), without
-and with guidance, at 0.25 replay chains. Results:
+and with guidance, at 0.25 replay chains; ``anchor-time`` compares no anchor,
+the current prior's plan as the anchor of old chains (``prior``) and the plan
+the prior made when each chain was planned (``chain``). Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``. The run resumes from its
@@ -90,6 +92,11 @@ PASSENGER_SETS = {
         "chain+anchor+return0.1": {"score_replay_chains": 0.25, "score_anchor": "prior", "score_return_coef": 0.1},
         "chain+anchor+return1": {"score_replay_chains": 0.25, "score_anchor": "prior", "score_return_coef": 1.0},
     },
+    "anchor-time": {  # the prior's plan at acting time around which the network learns Monte Carlo's departure
+        "chain": {"score_replay_chains": 0.25},
+        "chain+anchor": {"score_replay_chains": 0.25, "score_anchor": "prior"},
+        "chain+chain-anchor": {"score_replay_chains": 0.25, "score_anchor": "chain"},
+    },
 }
 PASSENGERS_FILE = "passengers.pt"
 
@@ -119,15 +126,19 @@ class PassengerTrainer(OnlineTrainer):
     def __init__(self, cfg: Config, given: set[str], passengers: dict[str, dict]):
         super().__init__(cfg, given=given)
         self.passengers = {name: passenger(self.agent, settings) for name, settings in passengers.items()}
-        # The first passenger of each replay-chain rate plans that rate's chains; the others of it only read them.
+        # One passenger of each replay-chain rate plans that rate's chains, the others of it only read them:
+        # the first with score_anchor=chain if any (its memory keeps the prior's plans as well), else the first.
         planner_of_rate: dict[float, str] = {}
         for name, rider in self.passengers.items():
             rate = rider.cfg.score_replay_chains
-            if rate in planner_of_rate:
-                rider.chains = self.passengers[planner_of_rate[rate]].chains
-                rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
-            else:
+            if rate not in planner_of_rate or (rider.chains.anchored
+                                               and not self.passengers[planner_of_rate[rate]].chains.anchored):
                 planner_of_rate[rate] = name
+        for name, rider in self.passengers.items():
+            planner = planner_of_rate[rider.cfg.score_replay_chains]
+            if name != planner:
+                rider.chains = self.passengers[planner].chains
+                rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
         self.chain_planners = set(planner_of_rate.values())  # the passengers whose chains are saved
         if self.resumed:
             saved = load_checkpoint(self.run_dir / PASSENGERS_FILE, self.device)

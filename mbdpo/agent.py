@@ -29,7 +29,7 @@ from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoise
 from mbdpo.planning.score_matching import (
     ScoreCheck, chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
-from mbdpo.planning.rollout import plan_returns, require_compiler
+from mbdpo.planning.rollout import plan_returns, policy_mean_plan, require_compiler
 from mbdpo.planning.score_network import ScoreNetwork
 from mbdpo.training.distributed import DataParallel, SingleProcess
 
@@ -75,7 +75,7 @@ class Agent:
         self.act_with_prior = False  # act_mode=prior (mbdpo eval): the policy prior alone, no planning
         self.chains = (
             ChainMemory(cfg.score_chains, cfg.obs_shape, cfg.diffusion_steps, cfg.horizon, cfg.action_dim,
-                        torch.uint8 if cfg.obs == "rgb" else torch.float32)
+                        torch.uint8 if cfg.obs == "rgb" else torch.float32, anchored=cfg.score_anchor == "chain")
             if cfg.act_mode != "mc" and cfg.score_target == "chain" else None
         )
         # The chains of Monte-Carlo acting are stored unless the chains come from the replay (score_replay_chains).
@@ -133,7 +133,7 @@ class Agent:
             with self._refreshing_chains(explore):
                 action = self.planner.act(z, task_tensor, explore=explore)
             if explore and self.store_acting_chains and self.planner.last_chain is not None:
-                self.chains.add(obs_tensor, torch.tensor([task or 0]), *self.planner.last_chain)
+                self._store_chains(obs_tensor, z, torch.tensor([task or 0]), task_tensor, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
 
@@ -272,12 +272,13 @@ class Agent:
                 self._plan_replay_chains(batch, z)
             if self.chains is None:
                 z, x_tau, tau, target, task = self._denoiser_targets(z, batch.action, batch.task)
+                anchor = None
             elif len(self.chains) < self.cfg.score_states:
                 return {}
             else:
-                z, x_tau, tau, target, task = self._chain_targets()
+                z, x_tau, tau, target, task, anchor = self._chain_targets()
         schedule = self.planner.schedule_on(z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor)
         denoised = network(x_tau, tau)
         metrics = {"score_loss": score_matching_loss(denoised, target)}
         loss = metrics["score_loss"]
@@ -330,18 +331,26 @@ class Agent:
         previous_plans = batch.action[:, :count].transpose(0, 1)
         visited, plans = self.planner.monte_carlo_chains(z[:count], previous_plans, task)
         stored_task = torch.zeros(count, dtype=torch.long) if task is None else task
-        self.chains.add(batch.obs[0][:count], stored_task, visited, plans)
+        self._store_chains(batch.obs[0][:count], z[:count], stored_task, task, visited, plans)
+
+    def _store_chains(self, obs: torch.Tensor, z: torch.Tensor, stored_task: torch.Tensor,
+                      task: torch.Tensor | None, visited: torch.Tensor, plans: torch.Tensor) -> None:
+        """Add chains planned from ``obs`` (latents ``z``) to the memory; with ``score_anchor=chain``, with
+        the policy prior's mean plan from the same states by the same model."""
+        anchor = policy_mean_plan(self.model, z, self.cfg.horizon, task) if self.chains.anchored else None
+        self.chains.add(obs, stored_task, visited, plans, anchor)
 
     def _chain_targets(self) -> tuple:
         """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;
         the input is what the chain visited there, the target its final plan (see
         :func:`~mbdpo.planning.score_matching.chain_pairs`). No rollouts.
-        Returns (z, x_tau, tau, target plan, task)."""
-        obs, task, visited, plans = self.chains.sample(self.cfg.score_states, self.device)
+        Returns (z, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
+        (``score_anchor=chain``), else None (a memory shared with such a network may hold them)."""
+        obs, task, visited, plans, anchor = self.chains.sample(self.cfg.score_states, self.device)
         task = task if self.cfg.multitask else None
         z = self.model.encode(obs.float(), task)
         x_tau, tau = chain_pairs(visited)
-        return z, x_tau, tau, plans, task
+        return z, x_tau, tau, plans, task, anchor if self.cfg.score_anchor == "chain" else None
 
     @torch.no_grad()
     def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:

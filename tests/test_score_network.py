@@ -24,7 +24,7 @@ from mbdpo.planning.base import shifted
 from mbdpo.planning.diffusion import (
     best_of_candidates, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser,
 )
-from mbdpo.planning.rollout import candidate_returns, plan_returns
+from mbdpo.planning.rollout import candidate_returns, plan_returns, policy_mean_plan
 from mbdpo.planning.score_matching import (
     chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
@@ -277,7 +277,7 @@ def counting_rollouts(agent: Agent) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("anchor", ["none", "prior"])
+@pytest.mark.parametrize("anchor", ["none", "prior", "chain"])
 def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts(anchor):
     agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor=anchor)
     obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
@@ -293,9 +293,10 @@ def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollou
     assert torch.equal(agent.chains.obs[19], torch.as_tensor(obs[19]))
     calls = counting_rollouts(agent)
     metrics = agent.update_score_network(batch, torch.zeros(16, 16))
-    # No Monte Carlo; with the prior's anchor, one rollout of the prior's mean plan (H - 1 dynamics calls).
+    # No Monte Carlo; with the current prior's anchor, one rollout of its mean plan (H - 1 dynamics calls);
+    # the anchors stored with the chains need none.
     assert metrics["score_loss"] > 0 and agent.score_network.trained
-    assert len(calls) == (0 if anchor == "none" else agent.cfg.horizon - 1)
+    assert len(calls) == (agent.cfg.horizon - 1 if anchor == "prior" else 0)
     denoiser = tiny_agent(act_mode="auto")  # the test can fail: the Monte-Carlo a_bar target rolls out
     calls = counting_rollouts(denoiser)
     denoiser.update(random_batch(denoiser.cfg))
@@ -320,6 +321,40 @@ def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(ancho
             latent = model.next(latent, mean_action)
     torch.testing.assert_close(plan, torch.stack(expected, dim=1))
     assert anchor == "none" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
+
+
+def test_chain_anchors_are_the_prior_plans_of_the_chains_time_and_train_the_network():
+    """score_anchor=chain: each stored chain keeps the prior's mean plan from its state by the model that
+    planned it; after the prior moves, training still measures the chain's departure from that plan."""
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor="chain", score_states=8)
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32))
+    for row in obs:
+        agent.act(row.numpy(), explore=True)
+    with torch.no_grad():
+        then = policy_mean_plan(agent.model, agent.model.encode(obs), agent.cfg.horizon)
+        torch.testing.assert_close(agent.chains.anchor[:10], then)
+        torch.nn.init.normal_(agent.model.policy_head[-1].weight)  # the prior moves
+        now = policy_mean_plan(agent.model, agent.model.encode(obs), agent.cfg.horizon)
+    assert (now - then).abs().max() > 0.1  # the test can fail: stored and current anchors differ
+
+    def loss_with(anchor_of: str) -> torch.Tensor:
+        torch.manual_seed(3)
+        z, x_tau, tau, target, task, stored = agent._chain_targets()
+        anchor = stored if anchor_of == "chain" else None
+        schedule = agent.planner.schedule_on(torch.device("cpu"))
+        with torch.no_grad():
+            denoised = score_network_denoiser(agent.score_network, agent.model, schedule, z, task, anchor=anchor)
+            return score_matching_loss(denoised(x_tau, tau), target)
+
+    torch.nn.init.normal_(agent.score_network.net[-1].weight)  # a network whose output follows the anchor
+    stored_loss, current_loss = loss_with("chain"), loss_with("current prior")
+    torch.manual_seed(3)
+    metrics = agent.update_score_network(random_batch(agent.cfg), torch.zeros(16, 16))
+    torch.testing.assert_close(metrics["score_loss"], stored_loss)
+    assert not torch.isclose(stored_loss, current_loss)
+    restored = tiny_agent(act_mode="auto", score_target="chain", score_anchor="chain", score_states=8)
+    restored.load_state_dict(agent.state_dict())
+    assert torch.equal(restored.chains.anchor[:10], agent.chains.anchor[:10])
 
 
 def test_copies_denoise_as_repeated_latents_with_the_prior_rolled_out_once_per_latent():

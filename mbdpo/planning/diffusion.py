@@ -200,17 +200,21 @@ def score_network_denoiser(
     z: torch.Tensor,
     task: torch.Tensor | None = None,
     copies: int = 1,
+    anchor: torch.Tensor | None = None,
 ) -> DenoiseFn:
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
     In a multi-task model the unused action dimensions of each task are zeroed, as Monte Carlo does.
-    With ``score_anchor=prior`` the policy prior's mean plan from ``z`` is computed once, for every tau.
+    With ``score_anchor=prior|chain`` the network's anchor ``[B, H, A]`` is ``anchor`` if given (the
+    anchors stored with the chains, when ``score_anchor=chain`` trains), else the policy prior's mean plan
+    from ``z``, computed once, for every tau.
     ``copies`` > 1 denoises that many chains per latent of ``z [B, L]``: inputs ``[B * copies, H, A]``,
     each latent's chains consecutive; what depends only on the latent is still computed once per latent.
     """
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
-    anchor = policy_mean_plan(model, z, network.horizon, task) if network.anchor == "prior" else None
+    if network.anchor != "none" and anchor is None:
+        anchor = policy_mean_plan(model, z, network.horizon, task)
     if copies > 1:
         z, task_embedding, mask, anchor = (
             None if t is None else t.repeat_interleave(copies, 0) for t in (z, task_embedding, mask, anchor))

@@ -18,11 +18,16 @@ mix of both:
   dominate the elites, a_bar hardly depends on x_tau at all (on a trained
   cartpole model its correlation with x_tau is ~0.2); tanh(anchor + v) learns it.
 
-The anchor is 0 (``score_anchor=none``) or, with ``score_anchor=prior``, the
-policy prior's mean plan before its tanh: the network then learns how Monte
-Carlo departs from the prior, and inherits the prior's training on the
+The anchor is 0 (``score_anchor=none``) or, with ``score_anchor=prior|chain``,
+the policy prior's mean plan before its tanh: the network then learns how
+Monte Carlo departs from the prior, and inherits the prior's training on the
 current model. Online the Monte-Carlo plans move away from what older chains
 hold within ~1,000 steps (benchmarks/NOTES.md), and the prior follows them.
+``prior`` trains with the current prior's plan from a stored chain's state,
+so an old chain's target minus a newer prior is learned as the departure;
+``chain`` trains with the prior's plan stored with the chain, made by the
+same model as the chain, so the departure is measured within one model. Both
+act around the current prior.
 
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
