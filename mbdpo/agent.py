@@ -386,6 +386,8 @@ class Agent:
             "score_network": self.score_network.state_dict(),
             "score_optimizer": self.score_optimizer.state_dict(),
             "acting_mode": self.acting_mode,
+            **({"score_candidates": self.planner.score_candidates} if isinstance(self.planner, DiffusionPlanner)
+               else {}),
             **({} if self.chains is None else {"score_chains": self.chains.state_dict()}),
         }
 
@@ -395,7 +397,7 @@ class Agent:
     ) -> "Agent":
         """Load a trained agent from a checkpoint written by ``mbdpo train``. ``device`` and
         ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes); so is
-        ``score_candidates`` unless 0 (then the run's)."""
+        ``score_candidates`` unless 0 (then the run's: with act_mode=auto, what its evaluations chose)."""
         torch_dev = torch_device(device)
         checkpoint = load_checkpoint(path, torch_dev)
         cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), compile_rollouts=compile_rollouts)
@@ -404,6 +406,8 @@ class Agent:
             cfg.validate()
         agent = cls(cfg, torch_dev)
         agent.load_state_dict(checkpoint["agent"])
+        if score_candidates:
+            agent.planner.score_candidates = score_candidates
         return agent
 
     def load_state_dict(self, state: dict) -> None:
@@ -415,5 +419,7 @@ class Agent:
             self.score_network.load_state_dict(state["score_network"])
             self.score_optimizer.load_state_dict(state["score_optimizer"])
             self.set_acting_mode(state["acting_mode"])
+        if "score_candidates" in state:  # absent before act_mode=auto chose it
+            self.planner.score_candidates = state["score_candidates"]
         if self.chains is not None and "score_chains" in state:
             self.chains.load_state_dict(state["score_chains"])

@@ -130,8 +130,9 @@ def eval_command(tokens: list[str]) -> None:
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
           f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "
-          f"acting with {agent.acting_mode}" + (f", the best of {cfg.score_candidates} plans"
-                                                  if agent.acting_mode == "score" and cfg.score_candidates > 1 else ""))
+          f"acting with {agent.acting_mode}" + (f", the best of {agent.planner.score_candidates} plans"
+                                                  if agent.acting_mode == "score"
+                                                  and agent.planner.score_candidates > 1 else ""))
     row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],

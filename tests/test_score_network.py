@@ -535,6 +535,38 @@ def test_auto_switches_by_evaluation_return_both_ways(tmp_path):
     assert row["acting_with_score_network"] == 0.0 and trainer.agent.acting_mode == "mc"
 
 
+@pytest.mark.parametrize("one_plan, ranked, chosen", [(50.0, 80.0, 4), (80.0, 50.0, 1), (60.0, 60.0, 1)])
+def test_auto_ranks_the_networks_plans_only_where_its_evaluation_gains_by_it(tmp_path, one_plan, ranked, chosen):
+    """score_candidates=K under act_mode=auto: the network's replay of the evaluation is played with its one
+    plan and with the best of K, and it acts as the better did (one plan on a tie); the choice is logged,
+    checkpointed, and used by a loaded agent unless the caller asks for another K."""
+    cfg = Config.from_overrides(parse_overrides([*TINY, "act_mode=auto", "score_states=8", "score_candidates=4",
+                                                 "score_switch_gap=0.05", f"run_dir={tmp_path}"]))
+    trainer = OnlineTrainer(cfg)
+    trainer.agent.update(random_batch(trainer.cfg))
+    played = []
+
+    def play(video, stopping):
+        agent = trainer.agent
+        played.append((agent.acting_mode, agent.planner.score_candidates))
+        reward = {1: one_plan, 4: ranked}[agent.planner.score_candidates]
+        return {"episode_reward": reward, "episode_reward_std": 0.0, "episode_success": 0.0}
+
+    trainer._play_evaluation = play
+    row = trainer._evaluate_network({"episode_reward": 80.0, "episode_reward_std": 0.0, "episode_success": 0.0},
+                                    never)
+    assert played == [("score", 1), ("score", 4)]
+    assert row["score_network_one_plan_reward"] == one_plan and row["score_network_ranked_reward"] == ranked
+    assert row["score_network_reward"] == max(one_plan, ranked) and row["score_network_candidates"] == chosen
+    assert trainer.agent.planner.score_candidates == chosen
+    assert trainer.agent.acting_mode == ("score" if max(one_plan, ranked) >= 76 else "mc")
+    path = tmp_path / "agent.pt"
+    save_checkpoint(path, {"config": trainer.cfg.to_dict(), "agent": trainer.agent.state_dict()})
+    assert Agent.from_checkpoint(path, device="cpu").planner.score_candidates == chosen
+    asked = Agent.from_checkpoint(path, device="cpu", score_candidates=16)
+    assert asked.planner.score_candidates == 16
+
+
 @pytest.fixture(scope="module")
 def score_run(tmp_path_factory) -> Path:
     """act_mode=auto with a switch threshold so loose that the first evaluation with a trained network

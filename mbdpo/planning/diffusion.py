@@ -242,6 +242,9 @@ class DiffusionPlanner(Planner):
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
         self.score_network = score_network
         self.use_score_network = False
+        # How many of the network's plans are ranked per action: cfg.score_candidates, or 1 where act_mode=auto
+        # found the network's one plan better in the environment (OnlineTrainer._evaluate_network)
+        self.score_candidates = cfg.score_candidates
         # The last Monte-Carlo chain, (inputs visited [1, N, H, A], final plan [1, H, A]); None after network acting.
         self.last_chain: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -281,10 +284,10 @@ class DiffusionPlanner(Planner):
         self, z: torch.Tensor, previous_plans: torch.Tensor, task: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Plan with the score network from each latent of ``z [B, L]`` (section 5): draw
-        ``score_candidates`` plans from it in one batched reverse chain, and keep the best by the current
+        :attr:`score_candidates` plans from it in one batched reverse chain, and keep the best by the current
         model's imagined return (:func:`best_of_candidates`). With one candidate, no rollouts. Returns
         ``[B, H, A]``, clamped to the action range."""
-        count = self.cfg.score_candidates
+        count = self.score_candidates
         schedule = self.schedule_on(z.device)
         denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count)
         starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))

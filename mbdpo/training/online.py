@@ -334,19 +334,29 @@ class OnlineTrainer:
         network, the evaluation just played was the network's, and it is held
         against the last Monte-Carlo evaluation. The agent acts with the
         network while :func:`network_within_gap` holds, by Monte Carlo
-        otherwise. Returns the eval.csv columns, or None if ``stopping()`` cut
-        the episodes short.
+        otherwise. With ``score_candidates`` K > 1, the replay by the network
+        is played twice, with its one plan and with the best of K, and the
+        network acts from then on as the better did (the one plan on a tie:
+        ranking helps where the model's J ranks plans well and hurts where it
+        does not, benchmarks/NOTES.md). Returns the eval.csv columns, or None
+        if ``stopping()`` cut the episodes short.
         """
         cfg, agent = self.cfg, self.agent
+        ranked = {}
         if agent.acting_mode == "mc":
             self.monte_carlo_eval_return = summary["episode_reward"]
-            agent.set_acting_mode("score")
-            try:
-                network = self._play_evaluation(None, stopping)
-            finally:
-                agent.set_acting_mode("mc")
+            network = self._play_network(1, stopping)
             if network is None:
                 return None
+            if cfg.score_candidates > 1:
+                best_of = self._play_network(cfg.score_candidates, stopping)
+                if best_of is None:
+                    return None
+                ranked = {"score_network_one_plan_reward": network["episode_reward"],
+                          "score_network_ranked_reward": best_of["episode_reward"]}
+                rank = best_of["episode_reward"] > network["episode_reward"]
+                agent.planner.score_candidates = cfg.score_candidates if rank else 1
+                network = best_of if rank else network
         else:
             network = summary
         before = agent.acting_mode
@@ -360,7 +370,22 @@ class OnlineTrainer:
         return {"score_network_reward": network["episode_reward"],
                 "score_network_reward_std": network["episode_reward_std"],
                 "score_network_success": network["episode_success"],
+                **ranked,
+                **({"score_network_candidates": agent.planner.score_candidates} if cfg.score_candidates > 1 else {}),
                 "acting_with_score_network": float(agent.acting_mode == "score")}
+
+    def _play_network(self, candidates: int, stopping: Callable[[], bool]) -> dict[str, float] | None:
+        """The evaluation episodes played with the score network ranking ``candidates`` of its plans per
+        action, summarised; the agent's acting mode and ranking are left as they were."""
+        agent = self.agent
+        kept = agent.planner.score_candidates
+        agent.planner.score_candidates = candidates
+        agent.set_acting_mode("score")
+        try:
+            return self._play_evaluation(None, stopping)
+        finally:
+            agent.set_acting_mode("mc")
+            agent.planner.score_candidates = kept
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.start_time
