@@ -20,7 +20,8 @@ fewer replay chains with guidance, and the policy prior's anchor; ``anchor``
 builds the networks around the policy prior (``score_anchor=prior``), without
 and with guidance, at 0.25 replay chains; ``anchor-time`` compares no anchor,
 the current prior's plan as the anchor of old chains (``prior``) and the plan
-the prior made when each chain was planned (``chain``). Results:
+the prior made when each chain was planned (``chain``), at 0.25 replay chains
+per update and, without and with that anchor, at 0.05. Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``. The run resumes from its
@@ -96,6 +97,9 @@ PASSENGER_SETS = {
         "chain": {"score_replay_chains": 0.25},
         "chain+anchor": {"score_replay_chains": 0.25, "score_anchor": "prior"},
         "chain+chain-anchor": {"score_replay_chains": 0.25, "score_anchor": "chain"},
+        # With fewer chains (what a step's 2x speed-up needs): does the departure from the prior age slower?
+        "chain0.05": {"score_replay_chains": 0.05},
+        "chain0.05+chain-anchor": {"score_replay_chains": 0.05, "score_anchor": "chain"},
     },
 }
 PASSENGERS_FILE = "passengers.pt"
