@@ -11,7 +11,10 @@
   with 1,000 chains, refreshed after the switch (``-refresh``) or planned
   from states across the replay, 0.25 per step (``-replay``), the latter also with return
   guidance (``-replay-return``, score_return_coef=1), and acting on the best
-  of the network's 64 plans (``-replay-ranked``, ``score_candidates=64``); on
+  of the network's 64 plans (``-replay-ranked``, ``score_candidates=64``, which
+  act_mode=auto now plays against the one plan at each evaluation), that with
+  the prior's plan of each chain's time as the network's anchor
+  (``-replay-ranked-anchored``, ``score_anchor=chain``); on
   cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains.
@@ -72,6 +75,9 @@ REPLAY = {"score_replay_chains": 0.25, "score_chains": 1000}
 RETURN = {"score_return_coef": 1.0}
 # Acting on the best of the network's 64 plans by imagined return instead of its one plan.
 RANKED = {"score_candidates": 64}
+# The network learns Monte Carlo's departure from the prior's plan stored with each chain (score_passengers.py,
+# set anchor-time), and acts around the current prior.
+CHAIN_ANCHOR = {"score_anchor": "chain"}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 # Each task's MBDPO run of the core suite: the planner settings its score-network runs share.
 CORE_MBDPO = {"cartpole-swingup": ("diffusion-cpu", MC_CPU), "reacher-easy": ("diffusion-cpu", MC_CPU),
@@ -106,6 +112,9 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "diffusion-cpu-auto-chain-replay-return"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RETURN}
        for task in CORE_TASKS},
     **{(task, "diffusion-cpu-auto-chain-replay-ranked"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY, **RANKED}
+       for task in CORE_TASKS},
+    **{(task, "diffusion-cpu-auto-chain-replay-ranked-anchored"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY,
+                                                                   **RANKED, **CHAIN_ANCHOR}
        for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
