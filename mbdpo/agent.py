@@ -133,7 +133,7 @@ class Agent:
             with self._refreshing_chains(explore):
                 action = self.planner.act(z, task_tensor, explore=explore)
             if explore and self.store_acting_chains and self.planner.last_chain is not None:
-                self._store_chains(obs_tensor, z, torch.tensor([task or 0]), task_tensor, *self.planner.last_chain)
+                self._store_chains(obs_tensor, z, task_tensor, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
         return (action if mask is None else action * mask[0]).cpu().numpy()
 
@@ -330,14 +330,15 @@ class Agent:
         task = None if batch.task is None else batch.task[:count]
         previous_plans = batch.action[:, :count].transpose(0, 1)
         visited, plans = self.planner.monte_carlo_chains(z[:count], previous_plans, task)
-        stored_task = torch.zeros(count, dtype=torch.long) if task is None else task
-        self._store_chains(batch.obs[0][:count], z[:count], stored_task, task, visited, plans)
+        self._store_chains(batch.obs[0][:count], z[:count], task, visited, plans)
 
-    def _store_chains(self, obs: torch.Tensor, z: torch.Tensor, stored_task: torch.Tensor,
-                      task: torch.Tensor | None, visited: torch.Tensor, plans: torch.Tensor) -> None:
-        """Add chains planned from ``obs`` (latents ``z``) to the memory; with ``score_anchor=chain``, with
-        the policy prior's mean plan from the same states by the same model."""
+    def _store_chains(self, obs: torch.Tensor, z: torch.Tensor, task: torch.Tensor | None,
+                      visited: torch.Tensor, plans: torch.Tensor) -> None:
+        """Add chains planned from ``obs`` (latents ``z``, tasks ``task``, None single-task: stored as task 0)
+        to the memory; with ``score_anchor=chain``, with the policy prior's mean plan from the same states by
+        the same model."""
         anchor = policy_mean_plan(self.model, z, self.cfg.horizon, task) if self.chains.anchored else None
+        stored_task = torch.zeros(len(plans), dtype=torch.long) if task is None else task
         self.chains.add(obs, stored_task, visited, plans, anchor)
 
     def _chain_targets(self) -> tuple:

@@ -378,14 +378,14 @@ class OnlineTrainer:
         """The evaluation episodes played with the score network ranking ``candidates`` of its plans per
         action, summarised; the agent's acting mode and ranking are left as they were."""
         agent = self.agent
-        kept = agent.planner.score_candidates
+        kept_mode, kept_candidates = agent.acting_mode, agent.planner.score_candidates
         agent.planner.score_candidates = candidates
         agent.set_acting_mode("score")
         try:
             return self._play_evaluation(None, stopping)
         finally:
-            agent.set_acting_mode("mc")
-            agent.planner.score_candidates = kept
+            agent.set_acting_mode(kept_mode)
+            agent.planner.score_candidates = kept_candidates
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.start_time
