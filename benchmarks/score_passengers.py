@@ -132,12 +132,11 @@ class PassengerTrainer(OnlineTrainer):
         self.passengers = {name: passenger(self.agent, settings) for name, settings in passengers.items()}
         # One passenger of each replay-chain rate plans that rate's chains, the others of it only read them:
         # the first with score_anchor=chain if any (its memory keeps the prior's plans as well), else the first.
-        planner_of_rate: dict[float, str] = {}
+        names_of_rate: dict[float, list[str]] = {}
         for name, rider in self.passengers.items():
-            rate = rider.cfg.score_replay_chains
-            if rate not in planner_of_rate or (rider.chains.anchored
-                                               and not self.passengers[planner_of_rate[rate]].chains.anchored):
-                planner_of_rate[rate] = name
+            names_of_rate.setdefault(rider.cfg.score_replay_chains, []).append(name)
+        planner_of_rate = {rate: next((name for name in names if self.passengers[name].chains.anchored), names[0])
+                           for rate, names in names_of_rate.items()}
         for name, rider in self.passengers.items():
             planner = planner_of_rate[rider.cfg.score_replay_chains]
             if name != planner:
