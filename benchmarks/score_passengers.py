@@ -21,10 +21,12 @@ builds the networks around the policy prior (``score_anchor=prior``), without
 and with guidance, at 0.25 replay chains; ``anchor-time`` compares no anchor,
 the current prior's plan as the anchor of old chains (``prior``) and the plan
 the prior made when each chain was planned (``chain``), at 0.25 replay chains
-per update and, without and with that anchor, at 0.05. Results:
+per update and, without and with that anchor, at 0.05; ``chain-rate`` only
+0.25 and 0.05 replay chains, cheap enough to repeat with ``--seed N``. Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
-``results/score_passengers_<task>_<set>.csv``. The run resumes from its
+``results/score_passengers_<task>_<set>.csv``; with ``--seed N`` other than
+1 both names end in ``-seed<N>``. The run resumes from its
 checkpoint like any run (the passengers are saved beside it, in
 ``passengers.pt``).
 
@@ -41,7 +43,10 @@ episodes won against Monte Carlo (rerun with the same N to print it again).
 With ``--score-candidates K`` it replays only the networks, each acting on the
 best of K of its plans by imagined return (``score_candidates=K``), paired
 with the Monte-Carlo and prior returns already in ``passengers_final.csv``:
-``results/score_passengers_<task>_<set>_final_candidates<K>.csv``.
+``results/score_passengers_<task>_<set>_final_candidates<K>.csv``; with
+``--score-mc-steps k`` likewise, each network's last k reverse steps denoised
+by Monte Carlo under the final model (``score_mc_steps=k``), into
+``..._final_mc_steps<k>.csv``.
 """
 
 from __future__ import annotations
@@ -100,6 +105,10 @@ PASSENGER_SETS = {
         # With fewer chains (what a step's 2x speed-up needs): does the departure from the prior age slower?
         "chain0.05": {"score_replay_chains": 0.05},
         "chain0.05+chain-anchor": {"score_replay_chains": 0.05, "score_anchor": "chain"},
+    },
+    "chain-rate": {  # the two replay-chain rates alone, to repeat over seeds (--seed) cheaply
+        "chain": {"score_replay_chains": 0.25},
+        "chain0.05": {"score_replay_chains": 0.05},
     },
 }
 PASSENGERS_FILE = "passengers.pt"
@@ -163,9 +172,10 @@ class PassengerTrainer(OnlineTrainer):
             metrics.update({f"{name}/{k}": v for k, v in rider.update_score_network(batch, z).items()})
         return metrics
 
-    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> dict[str, float] | None:
-        self.last_summary = super()._play_evaluation(video, stopping)
-        return self.last_summary
+    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> list[dict[str, float]] | None:
+        episodes = super()._play_evaluation(video, stopping)
+        self.last_summary = None if episodes is None else summarise(episodes)
+        return episodes
 
     def _evaluate(self, bar: tqdm, stopping: Callable[[], bool]) -> bool:
         if not super()._evaluate(bar, stopping):
@@ -203,16 +213,23 @@ class PassengerTrainer(OnlineTrainer):
         super().save()
 
 
-def train(task: str, steps: int, runs_dir: Path, passengers: str) -> None:
-    run_dir = runs_dir / task / f"passengers-{passengers}"
-    overrides = {**COMMON, **CORE_MBDPO[task][1], "task": task, "steps": steps, "run_dir": run_dir}
+def run_name(passengers: str, seed: int) -> str:
+    """The name of a passenger run (its directory, and its results files after the task): the set, and
+    the seed unless it is the core suite's 1."""
+    return f"{passengers}-seed{seed}" if seed != COMMON["seed"] else passengers
+
+
+def train(task: str, steps: int, runs_dir: Path, passengers: str, seed: int) -> None:
+    run = run_name(passengers, seed)
+    run_dir = runs_dir / task / f"passengers-{run}"
+    overrides = {**COMMON, **CORE_MBDPO[task][1], "task": task, "steps": steps, "run_dir": run_dir, "seed": seed}
     given = parse_overrides([f"{k}={v}" for k, v in overrides.items()])
     try:
         PassengerTrainer(Config.from_overrides(given), set(given), PASSENGER_SETS[passengers]).run()
     finally:  # also the evaluations of a run that stopped
         if (run_dir / "passengers.csv").exists():
             RESULTS.mkdir(exist_ok=True)
-            shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}_{passengers}.csv")
+            shutil.copy(run_dir / "passengers.csv", RESULTS / f"score_passengers_{task}_{run}.csv")
 
 
 def paired_summary(rows: list[dict], names: list[str]) -> list[dict]:
@@ -234,28 +251,34 @@ def paired_summary(rows: list[dict], names: list[str]) -> list[dict]:
     return summary
 
 
-def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, candidates: int = 0) -> None:
+REPLAY_SUFFIXES = {"score_candidates": "candidates", "score_mc_steps": "mc_steps"}  # acting setting -> file suffix
+
+
+def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, episodes: int,
+                     acting: dict[str, int] | None = None) -> None:
     """Play ``episodes`` evaluation episodes of a finished run with every way of acting, paired by seed;
     run again, it goes on after the episodes already written.
 
-    ``candidates`` > 0 replays only the networks, each ranking that many of its plans (``score_candidates``),
-    into ``passengers_final_candidates<K>.csv``, and copies the Monte-Carlo and prior returns of the same
-    episodes from ``passengers_final.csv``, which must hold them already."""
-    run_dir = runs_dir / task / f"passengers-{passengers}"
+    ``acting`` (one setting of ``REPLAY_SUFFIXES``, e.g. ``{"score_candidates": 64}``) replays only the
+    networks, acting with that setting, into ``passengers_final_<suffix><value>.csv`` (e.g.
+    ``_candidates64``), and copies the Monte-Carlo and prior returns of the same episodes from
+    ``passengers_final.csv``, which must hold them already."""
+    run = run_name(passengers, seed)
+    run_dir = runs_dir / task / f"passengers-{run}"
     host = Agent.from_checkpoint(run_dir / "checkpoint.pt")
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
-    ways = [] if candidates else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
-    ranking = {"score_candidates": candidates} if candidates else {}
+    acting = acting or {}
+    ways = [] if acting else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
     for name, settings in PASSENGER_SETS[passengers].items():
-        ways.append((name, trained_passenger(host, {**settings, **ranking}, saved[name]["score_network"]), "score"))
-    if candidates:  # the Monte-Carlo and prior returns of the same episodes, played earlier
+        ways.append((name, trained_passenger(host, {**settings, **acting}, saved[name]["score_network"]), "score"))
+    if acting:  # the Monte-Carlo and prior returns of the same episodes, played earlier
         played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
         if len(played) < episodes:
-            raise ConfigError(f"--score-candidates replays episodes paired with {run_dir / 'passengers_final.csv'}, "
+            raise ConfigError(f"{acting} replays episodes paired with {run_dir / 'passengers_final.csv'}, "
                               f"which holds {len(played)}; valid: --final-episodes <= {len(played)}, "
                               "or play them first")
-    suffix = f"_candidates{candidates}" if candidates else ""
+    suffix = "".join(f"_{REPLAY_SUFFIXES[key]}{value}" for key, value in acting.items())
     env = make_env(task, host.cfg.seed, host.cfg.obs)
     out = run_dir / f"passengers_final{suffix}.csv"
     rows = [row for row in read_csv(out) if int(row["step"]) == step]  # the episodes already played
@@ -263,14 +286,14 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, 
     RESULTS.mkdir(exist_ok=True)
     for i in tqdm(range(len(rows), episodes), desc=f"{task} at step {step:,}", unit="episode"):
         row = {"step": step, "episode": i}
-        if candidates:
+        if acting:
             row |= {name: float(played[i][name]) for name in ("monte_carlo", "prior")}
         for name, agent, mode in ways:
             agent.set_acting_mode(mode)
             row[name] = run_episode(agent, env, episode_seed(host.cfg.seed, "eval", i))["episode_reward"]
         log.write(row)
         rows.append(row)
-        shutil.copy(out, RESULTS / f"score_passengers_{task}_{passengers}_final{suffix}.csv")
+        shutil.copy(out, RESULTS / f"score_passengers_{task}_{run}_final{suffix}.csv")
         tqdm.write(f"episode {i}: " + ", ".join(f"{name} {float(row[name]):.1f}" for name in row
                                                 if name not in ("step", "episode")))
     rows = rows[:episodes]
@@ -280,23 +303,36 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, episodes: int, 
             print("  " + ", ".join(f"{key} {value}" for key, value in line.items()))
 
 
+def replay_setting(args: argparse.Namespace) -> dict[str, int]:
+    """The acting setting a final evaluation replays the networks with (--score-candidates or
+    --score-mc-steps), or none: every way of acting is played."""
+    acting = {key: getattr(args, key) for key in REPLAY_SUFFIXES if getattr(args, key)}
+    if len(acting) > 1:
+        raise ConfigError(f"replay the networks with one acting setting at a time, not {acting}")
+    return acting
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(CORE_MBDPO), default="cartpole-swingup")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--set", choices=sorted(PASSENGER_SETS), default="coef", help="which passengers")
+    parser.add_argument("--seed", type=int, default=COMMON["seed"], help="the run's seed")
     parser.add_argument("--runs-dir", default=str(HERE.parent.parent / "bench-runs"))
     parser.add_argument("--final-episodes", type=int, default=0,
                         help="train nothing: play this many evaluation episodes of the finished run")
     parser.add_argument("--score-candidates", type=int, default=0,
                         help="with --final-episodes: replay only the networks, ranking this many plans each")
+    parser.add_argument("--score-mc-steps", type=int, default=0,
+                        help="with --final-episodes: replay only the networks, with Monte Carlo on their last "
+                             "this many reverse steps")
     args = parser.parse_args()
     if args.final_episodes:
-        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.final_episodes,
-                                                    args.score_candidates), "score_passengers.py")
+        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.seed, args.final_episodes,
+                                                    replay_setting(args)), "score_passengers.py")
         return
     try:
-        exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set),
+        exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set, args.seed),
                            "score_passengers.py")
     except RunStopped as stopped:
         print(f"score_passengers.py: {stopped}", file=sys.stderr)
