@@ -14,7 +14,9 @@
   of the network's 64 plans (``-replay-ranked``, ``score_candidates=64``, which
   act_mode=auto now plays against the one plan at each evaluation), that with
   the prior's plan of each chain's time as the network's anchor
-  (``-replay-ranked-anchored``, ``score_anchor=chain``); on
+  (``-replay-ranked-anchored``, ``score_anchor=chain``), and acting on the
+  network's one plan refined by Monte Carlo on the last quarter of its
+  reverse steps (``-replay-refined``, ``score_mc_steps``); on
   cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains.
@@ -78,6 +80,9 @@ RANKED = {"score_candidates": 64}
 # The network learns Monte Carlo's departure from the prior's plan stored with each chain (score_passengers.py,
 # set anchor-time), and acts around the current prior.
 CHAIN_ANCHOR = {"score_anchor": "chain"}
+# Acting with the network's plan refined by Monte Carlo on the last quarter of its reverse steps (score_mc_steps):
+# 1 of the former cpu preset's 5, 5 of the cpu preset's 20.
+REFINED_STEPS = {"cartpole-swingup": 1, "reacher-easy": 1, "walker-walk": 5}
 CORE_TASKS = ("cartpole-swingup", "reacher-easy", "walker-walk")
 # Each task's MBDPO run of the core suite: the planner settings its score-network runs share.
 CORE_MBDPO = {"cartpole-swingup": ("diffusion-cpu", MC_CPU), "reacher-easy": ("diffusion-cpu", MC_CPU),
@@ -115,6 +120,9 @@ RUNS: dict[tuple[str, str], dict] = {
        for task in CORE_TASKS},
     **{(task, "diffusion-cpu-auto-chain-replay-ranked-anchored"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY,
                                                                    **RANKED, **CHAIN_ANCHOR}
+       for task in CORE_TASKS},
+    **{(task, "diffusion-cpu-auto-chain-replay-refined"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY,
+                                                           "score_mc_steps": REFINED_STEPS[task]}
        for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},

@@ -14,7 +14,9 @@ plans one chain from the batch's start states (``score_replay_chains=1``:
 the cost of a chain is its update's excess); with ``return 1`` the score step
 also climbs the return of its plans (``score_return_coef=1``). Network acting
 uses the network's one plan, without rollouts; the ``64 candidates`` rows act
-on the best of 64 by imagined return (``score_candidates=64``). Run it on an
+on the best of 64 by imagined return (``score_candidates=64``), the ``last k
+steps by MC`` rows refine the network's plan by Monte Carlo on the chain's
+last k steps (``score_mc_steps=k``). Run it on an
 idle machine.
 """
 
@@ -39,6 +41,10 @@ CONFIGS = {
     "diffusion cpu preset, act_mode=score": {"planner": "diffusion", "planner_preset": "cpu", "act_mode": "score"},
     "diffusion cpu preset, act_mode=score, 64 candidates": {"planner": "diffusion", "planner_preset": "cpu",
                                                             "act_mode": "score", "score_candidates": 64},
+    "diffusion cpu preset, act_mode=score, last 2 steps by MC": {"planner": "diffusion", "planner_preset": "cpu",
+                                                                "act_mode": "score", "score_mc_steps": 2},
+    "diffusion cpu preset, act_mode=score, last 5 steps by MC": {"planner": "diffusion", "planner_preset": "cpu",
+                                                                "act_mode": "score", "score_mc_steps": 5},
     "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,

@@ -394,16 +394,20 @@ class Agent:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", compile_rollouts: bool = False, score_candidates: int = 0
+        cls, path: str | Path, device: str = "auto", compile_rollouts: bool = False, score_candidates: int = 0,
+        score_mc_steps: int = -1,
     ) -> "Agent":
         """Load a trained agent from a checkpoint written by ``mbdpo train``. ``device`` and
-        ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes); so is
-        ``score_candidates`` unless 0 (then the run's: with act_mode=auto, what its evaluations chose)."""
+        ``compile_rollouts`` are the caller's, whatever the run used (as when a run resumes); so are
+        ``score_candidates`` unless 0 (then the run's: with act_mode=auto, what its evaluations chose) and
+        ``score_mc_steps`` unless -1 (then the run's)."""
         torch_dev = torch_device(device)
         checkpoint = load_checkpoint(path, torch_dev)
         cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), compile_rollouts=compile_rollouts)
-        if score_candidates:
-            cfg = dataclasses.replace(cfg, score_candidates=score_candidates)
+        acting = {**({"score_candidates": score_candidates} if score_candidates else {}),
+                  **({"score_mc_steps": score_mc_steps} if score_mc_steps >= 0 else {})}
+        if acting:
+            cfg = dataclasses.replace(cfg, **acting)
             cfg.validate()
         agent = cls(cfg, torch_dev)
         agent.load_state_dict(checkpoint["agent"])

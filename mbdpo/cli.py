@@ -37,6 +37,8 @@ class EvalOptions:
     act_mode: Literal["run", "mc", "score", "prior"] = "run"
     # Acting with the score network: rank this many of its plans by imagined return (score_candidates); 0: the run's
     score_candidates: int = 0
+    # Acting with the score network: its last k reverse steps by Monte Carlo (score_mc_steps); -1: the run's
+    score_mc_steps: int = -1
     task: str = ""  # multi-task checkpoints: one of its tasks, or its set (default: every task with an environment)
     save_video: bool = False  # single-task checkpoints: the first episode as an MP4 next to the CSV
 
@@ -100,6 +102,17 @@ def acting_seed(requested: int, run_seed: int) -> int:
     return seed
 
 
+def acting_description(agent) -> str:
+    """How ``agent`` acts, for ``mbdpo eval``'s summary: its mode and, with the score network, how many of
+    its plans it ranks and how many of its last reverse steps Monte Carlo denoises."""
+    text = f"acting with {agent.acting_mode}"
+    if agent.acting_mode == "score" and agent.planner.score_candidates > 1:
+        text += f", the best of {agent.planner.score_candidates} plans"
+    if agent.acting_mode == "score" and agent.cfg.score_mc_steps:
+        text += f", Monte Carlo on its last {agent.cfg.score_mc_steps} of {agent.cfg.diffusion_steps} reverse steps"
+    return text
+
+
 def eval_command(tokens: list[str]) -> None:
     from mbdpo.agent import Agent
     from mbdpo.envs import make_env
@@ -112,7 +125,10 @@ def eval_command(tokens: list[str]) -> None:
         raise ConfigError("mbdpo eval needs checkpoint=PATH")
     if options.score_candidates < 0:
         raise ConfigError(f"score_candidates={options.score_candidates} must be >= 0 (0: the run's)")
-    agent = Agent.from_checkpoint(options.checkpoint, options.device, score_candidates=options.score_candidates)
+    if options.score_mc_steps < -1:
+        raise ConfigError(f"score_mc_steps={options.score_mc_steps} must be >= -1 (-1: the run's)")
+    agent = Agent.from_checkpoint(options.checkpoint, options.device, score_candidates=options.score_candidates,
+                                  score_mc_steps=options.score_mc_steps)
     if options.act_mode != "run":
         agent.set_acting_mode(options.act_mode)
     cfg = agent.cfg
@@ -130,9 +146,7 @@ def eval_command(tokens: list[str]) -> None:
     summary = summarise(results)
     print(f"{cfg.task}: return {summary['episode_reward']:.1f} +- {summary['episode_reward_std']:.1f} "
           f"over {options.episodes} episodes (success {summary['episode_success']:.2f}), "
-          f"acting with {agent.acting_mode}" + (f", the best of {agent.planner.score_candidates} plans"
-                                                  if agent.acting_mode == "score"
-                                                  and agent.planner.score_candidates > 1 else ""))
+          f"{acting_description(agent)}")
     row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],

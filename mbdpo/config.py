@@ -169,10 +169,16 @@ class Config:
     # return under the current model is acted on. 1: the network's one sample, no rollouts. Helps where the
     # model ranks plans well, hurts where it does not (README, "Acting with the score network")
     score_candidates: int = 1
+    # Acting with the score network, the last (least noisy) k of the diffusion_steps reverse steps denoise by Monte
+    # Carlo under the current model instead: the network proposes, the model refines, for k / diffusion_steps of a
+    # Monte-Carlo action's rollouts. 0: the network alone, no rollouts
+    score_mc_steps: int = 0
     score_check_freq: int = 2500
     score_check_states: int = 32
-    # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's
+    # act_mode=auto acts with the network while its evaluation return loses at most this fraction of Monte Carlo's,
+    # by the paired episodes' mean difference less score_switch_confidence standard errors (0: the mean alone)
     score_switch_gap: float = 0.05
+    score_switch_confidence: float = 1.0
 
     # --- online training (section 7) -------------------------------------------
     seed_steps: int = 0  # 0: max(1000, 5 x episode length)
@@ -340,6 +346,16 @@ class Config:
             raise ConfigError(f"score_candidates={self.score_candidates} needs diffusion_kernel=stochastic: the warm "
                               "kernel's network chain has no noise, so every candidate would be the same plan; "
                               "valid with diffusion_kernel=warm: score_candidates=1")
+        if not 0 <= self.score_mc_steps < self.diffusion_steps:
+            raise ConfigError(f"score_mc_steps={self.score_mc_steps} must be in [0, diffusion_steps - 1 = "
+                              f"{self.diffusion_steps - 1}] (0: the network alone)")
+        if self.score_mc_steps and (self.act_mode == "mc" or self.score_candidates > 1):
+            raise ConfigError(f"score_mc_steps={self.score_mc_steps} refines the score network's one plan, not "
+                              f"act_mode={self.act_mode} with score_candidates={self.score_candidates}; valid: "
+                              "act_mode=auto|score with score_candidates=1, or score_mc_steps=0")
+        if self.score_switch_confidence < 0:
+            raise ConfigError(f"score_switch_confidence={self.score_switch_confidence} must be >= 0 (standard "
+                              "errors of the paired difference; 0: the mean alone)")
         if self.score_samples < 0:
             raise ConfigError(f"score_samples={self.score_samples} must be >= 0 (0: num_samples)")
         if self.score_return_coef < 0:

@@ -8,6 +8,7 @@ trained in, never with an untrained network.
 """
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from mbdpo.agent import Agent
-from mbdpo.checkpoint import save_checkpoint
+from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config, parse_overrides
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError
@@ -30,7 +31,7 @@ from mbdpo.planning.score_matching import (
 )
 from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
 from mbdpo.training.evaluate import never
-from mbdpo.training.online import OnlineTrainer, network_within_gap
+from mbdpo.training.online import OnlineTrainer, network_within_gap, saved_monte_carlo_returns
 from tests.test_cli import TINY, assert_one_line_error, mbdpo_in_process, rows
 from tests.test_planning import GOAL, QuadraticModel, toy_cfg
 
@@ -216,6 +217,40 @@ def test_score_only_acting_makes_no_rollouts_and_ranking_candidates_makes_one(
         assert model.rollout_calls > 2 * 2 * cfg.diffusion_steps, model.rollout_calls
     else:
         assert model.rollout_calls == expected_calls
+
+
+def test_monte_carlo_refinement_rolls_out_only_its_last_steps():
+    """score_mc_steps=k: k Monte-Carlo denoisings (one rollout of H = 2 steps each, reward and dynamics) and
+    network calls for the rest of the chain."""
+    cfg = toy_score_cfg(num_pi_trajs=0, score_mc_steps=3, act_mode="score")
+    model = CountingModel(cfg)
+    planner = DiffusionPlanner(model, cfg, ScoreNetwork(cfg))
+    planner.use_score_network = True
+    planner.act(torch.zeros(1, cfg.latent_dim))
+    assert model.rollout_calls == 3 * 2 * 2
+
+
+def test_monte_carlo_refinement_takes_the_network_plan_toward_the_model_optimum():
+    """An untrained network samples plans around 0; the more of the chain's last steps Monte Carlo denoises
+    under the toy model, the nearer its goal the plans land."""
+    torch.manual_seed(0)
+    distances = {}
+    for mc_steps in (0, 3, 10):
+        cfg = toy_score_cfg(score_mc_steps=mc_steps, act_mode="score")
+        planner = DiffusionPlanner(ToyModel(cfg), cfg, ScoreNetwork(cfg))
+        plans = planner.score_network_plans(torch.zeros(256, cfg.latent_dim), torch.zeros(256, 2, 2))
+        distances[mc_steps] = float((plans - GOAL).norm(dim=-1).mean())
+    assert distances[10] < distances[3] < distances[0], distances
+
+
+@pytest.mark.parametrize("overrides, valid", [
+    ({"score_mc_steps": 20}, "diffusion_steps - 1 = 19"),
+    ({"score_mc_steps": 2, "act_mode": "mc"}, "act_mode=auto|score"),
+    ({"score_mc_steps": 2, "score_candidates": 8}, "score_candidates=1"),
+])
+def test_bad_monte_carlo_refinement_settings_name_what_is_valid(overrides, valid):
+    with pytest.raises(ConfigError, match=re.escape(valid)):
+        Config.from_overrides({"act_mode": "score", "diffusion_steps": 20, **overrides}).validate()
 
 
 def test_best_of_candidates_keeps_the_highest_return_per_state():
@@ -508,31 +543,54 @@ def test_the_check_tells_a_trained_network_from_an_untrained_one():
 
 
 def test_the_switch_rule_allows_the_network_to_lose_the_gap_and_no_more():
-    assert network_within_gap(760.0, 800.0, 0.05) and network_within_gap(900.0, 800.0, 0.05)
-    assert not network_within_gap(759.0, 800.0, 0.05)
-    assert network_within_gap(-105.0, -100.0, 0.05) and not network_within_gap(-106.0, -100.0, 0.05)
+    assert network_within_gap([760.0], [800.0], 0.05, 1.0) and network_within_gap([900.0], [800.0], 0.05, 1.0)
+    assert not network_within_gap([759.0], [800.0], 0.05, 1.0)
+    assert network_within_gap([-105.0], [-100.0], 0.05, 1.0) and not network_within_gap([-106.0], [-100.0], 0.05, 1.0)
+
+
+def test_the_switch_rule_asks_noisy_paired_episodes_for_a_margin():
+    """Paired by seed, a tie on three noisy episodes (walker-walk at 2.5k steps: 105 against 104) is no
+    evidence that the network is within 5 %, while a steady small loss is."""
+    monte_carlo = [40.0, 100.0, 172.0]  # mean 104
+    tie = [100.0, 35.0, 180.0]  # mean 105, paired differences 60, -65, 8: standard error 36
+    assert network_within_gap(tie, monte_carlo, 0.05, 0.0)
+    assert not network_within_gap(tie, monte_carlo, 0.05, 1.0)
+    steady = [38.0, 97.0, 170.0]  # every episode 2-3 less: mean difference -2.3, standard error 0.3
+    assert network_within_gap(steady, monte_carlo, 0.05, 1.0)
+    assert network_within_gap(steady, monte_carlo, 0.05, 3.0)
+
+
+def evaluation_episodes(*returns: float) -> list[dict[str, float]]:
+    return [{"episode_reward": value, "episode_success": 0.0, "episode_length": 10.0} for value in returns]
 
 
 def test_auto_switches_by_evaluation_return_both_ways(tmp_path):
     """Acting with the network, an evaluation that loses more than the gap against the last Monte-Carlo
     evaluation sends acting back to Monte Carlo; acting by Monte Carlo, the evaluation is replayed with the
-    network and decides."""
+    network and decides; the returns it holds the network against load from a checkpoint."""
     cfg = Config.from_overrides(parse_overrides([*TINY, "act_mode=auto", "score_states=8", "score_switch_gap=0.05",
                                                  f"run_dir={tmp_path}"]))
     trainer = OnlineTrainer(cfg)
     trainer.agent.update(random_batch(trainer.cfg))  # the network has trained (one step)
     trainer.agent.set_acting_mode("score")
-    trainer.monte_carlo_eval_return = 100.0
-    evaluation = {"episode_reward": 96.0, "episode_reward_std": 1.0, "episode_success": 0.0}
-    assert trainer._evaluate_network(evaluation, never)["acting_with_score_network"] == 1.0
-    evaluation["episode_reward"] = 94.0
-    assert trainer._evaluate_network(evaluation, never)["acting_with_score_network"] == 0.0
+    trainer.monte_carlo_eval_returns = [99.0, 101.0]
+    assert trainer._evaluate_network(evaluation_episodes(96.0, 97.0), never)["acting_with_score_network"] == 1.0
+    assert trainer._evaluate_network(evaluation_episodes(93.0, 95.0), never)["acting_with_score_network"] == 0.0
     assert trainer.agent.acting_mode == "mc"
     # By Monte Carlo: a Monte-Carlo return far above anything the network gets keeps acting by Monte Carlo,
     # and the network's own return (from its evaluation episodes) is reported.
-    row = trainer._evaluate_network({**evaluation, "episode_reward": 1e6}, never)
-    assert trainer.monte_carlo_eval_return == 1e6 and row["score_network_reward"] < 1e6
+    row = trainer._evaluate_network(evaluation_episodes(1e6, 1e6), never)
+    assert trainer.monte_carlo_eval_returns == [1e6, 1e6] and row["score_network_reward"] < 1e6
     assert row["acting_with_score_network"] == 0.0 and trainer.agent.acting_mode == "mc"
+    path = tmp_path / "returns.pt"  # as the trainer checkpoints them, loaded with weights_only=True
+    save_checkpoint(path, {"monte_carlo_eval_returns": trainer.monte_carlo_eval_returns})
+    assert saved_monte_carlo_returns(load_checkpoint(path)) == [1e6, 1e6]
+
+
+def test_checkpoints_from_before_the_paired_switch_rule_resume_with_their_mean():
+    assert saved_monte_carlo_returns({"monte_carlo_eval_return": 80.0}) == [80.0]
+    assert saved_monte_carlo_returns({}) is None
+    assert saved_monte_carlo_returns({"monte_carlo_eval_returns": [1.0, 2.0]}) == [1.0, 2.0]
 
 
 @pytest.mark.parametrize("one_plan, ranked, chosen", [(50.0, 80.0, 4), (80.0, 50.0, 1), (60.0, 60.0, 1)])
@@ -549,12 +607,10 @@ def test_auto_ranks_the_networks_plans_only_where_its_evaluation_gains_by_it(tmp
     def play(video, stopping):
         agent = trainer.agent
         played.append((agent.acting_mode, agent.planner.score_candidates))
-        reward = {1: one_plan, 4: ranked}[agent.planner.score_candidates]
-        return {"episode_reward": reward, "episode_reward_std": 0.0, "episode_success": 0.0}
+        return evaluation_episodes({1: one_plan, 4: ranked}[agent.planner.score_candidates])
 
     trainer._play_evaluation = play
-    row = trainer._evaluate_network({"episode_reward": 80.0, "episode_reward_std": 0.0, "episode_success": 0.0},
-                                    never)
+    row = trainer._evaluate_network(evaluation_episodes(80.0), never)
     assert played == [("score", 1), ("score", 4)]
     assert row["score_network_one_plan_reward"] == one_plan and row["score_network_ranked_reward"] == ranked
     assert row["score_network_reward"] == max(one_plan, ranked) and row["score_network_candidates"] == chosen
@@ -605,18 +661,33 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
     assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
 
 
-def test_eval_ranks_the_networks_plans_when_asked(score_run, tmp_path):
+@pytest.mark.parametrize("setting, run_value, asked, described, bad, valid", [
+    ("score_candidates", 0, 8, "acting with score, the best of 8 plans", -1, ">= 0"),  # 0: the run's, one plan
+    ("score_mc_steps", -1, 1, "acting with score, Monte Carlo on its last 1 of", -2, ">= -1"),  # -1: the run's, 0
+])
+def test_eval_ranks_or_refines_the_networks_plans_when_asked(
+    score_run, tmp_path, setting, run_value, asked, described, bad, valid
+):
+    """The network's plans ranked by the model (score_candidates) or refined by Monte Carlo (score_mc_steps):
+    the model is rolled out when asked, and only then."""
     checkpoint = score_run / "checkpoint.pt"
-    for candidates, expects_rollouts in [(0, False), (8, True)]:  # 0: the run's, one plan
-        agent = Agent.from_checkpoint(checkpoint, device="cpu", score_candidates=candidates)
+    for value, expects_rollouts in [(run_value, False), (asked, True)]:
+        agent = Agent.from_checkpoint(checkpoint, device="cpu", **{setting: value})
         calls = counting_rollouts(agent)
         agent.act(np.zeros(agent.cfg.obs_dim, dtype=np.float32))
         assert agent.acting_mode == "score" and bool(calls) == expects_rollouts
-    result = mbdpo_in_process("eval", f"checkpoint={checkpoint}", "episodes=1", "score_candidates=8",
+    result = mbdpo_in_process("eval", f"checkpoint={checkpoint}", "episodes=1", f"{setting}={asked}",
                               f"out={tmp_path / 'e.csv'}")
-    assert result.returncode == 0 and "acting with score, the best of 8 plans" in result.stdout, result.stderr
-    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={checkpoint}", "score_candidates=-1"),
-                          "score_candidates=-1", ">= 0")
+    assert result.returncode == 0 and described in result.stdout, result.stderr
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={checkpoint}", f"{setting}={bad}"),
+                          f"{setting}={bad}", valid)
+
+
+def test_eval_refuses_more_monte_carlo_steps_than_the_chain_has(score_run):
+    checkpoint = score_run / "checkpoint.pt"
+    steps = Agent.from_checkpoint(checkpoint, device="cpu").cfg.diffusion_steps
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={checkpoint}", f"score_mc_steps={steps}"),
+                          f"score_mc_steps={steps}", f"diffusion_steps - 1 = {steps - 1}")
 
 
 def test_prior_mode_acts_with_the_policy_prior_mean_without_planning(monkeypatch):

@@ -146,6 +146,17 @@ def reverse_diffusion(
     return x, torch.stack(visited)
 
 
+def handed_over(noisier: DenoiseFn, last: DenoiseFn, last_steps: int) -> DenoiseFn:
+    """A denoiser that is ``noisier`` down to tau = ``last_steps`` and ``last`` at the ``last_steps`` least
+    noisy steps (tau < ``last_steps``): e.g. the score network's proposal refined by Monte Carlo under the
+    current model (``score_mc_steps``). For chains whose rows share one tau (acting)."""
+
+    def denoise(x_tau: torch.Tensor, tau: int) -> torch.Tensor:
+        return last(x_tau, tau) if tau < last_steps else noisier(x_tau, tau)
+
+    return denoise
+
+
 def best_of_candidates(returns: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """The candidate of highest imagined return J (eq. 10) for each state: ``returns [B, M]``,
     ``candidates [B, M, H, A]`` -> ``[B, H, A]``.
@@ -285,11 +296,15 @@ class DiffusionPlanner(Planner):
     ) -> torch.Tensor:
         """Plan with the score network from each latent of ``z [B, L]`` (section 5): draw
         :attr:`score_candidates` plans from it in one batched reverse chain, and keep the best by the current
-        model's imagined return (:func:`best_of_candidates`). With one candidate, no rollouts. Returns
+        model's imagined return (:func:`best_of_candidates`). With one candidate, no rollouts, unless
+        ``score_mc_steps`` hands the last steps of the chain to Monte Carlo (:func:`handed_over`). Returns
         ``[B, H, A]``, clamped to the action range."""
         count = self.score_candidates
         schedule = self.schedule_on(z.device)
         denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count)
+        if self.cfg.score_mc_steps:
+            refine = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
+            denoise = handed_over(denoise, refine, self.cfg.score_mc_steps)
         starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))
         plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
         plans = plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])

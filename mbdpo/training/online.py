@@ -55,10 +55,31 @@ def next_multiple(step: int, period: int) -> int:
     return (step // period + 1) * period
 
 
-def network_within_gap(network_return: float, monte_carlo_return: float, gap: float) -> bool:
-    """``act_mode=auto``'s switch rule: the network's evaluation return loses at most the fraction ``gap``
-    of the Monte-Carlo one, J_score >= J_mc - gap |J_mc| (so also for negative returns)."""
-    return network_return >= monte_carlo_return - gap * abs(monte_carlo_return)
+def network_within_gap(
+    network_returns: list[float], monte_carlo_returns: list[float], gap: float, confidence: float
+) -> bool:
+    """``act_mode=auto``'s switch rule, on evaluation episodes paired by seed: the mean difference
+    d = J_score - J_mc, less ``confidence`` standard errors of it, loses at most the fraction ``gap`` of the
+    Monte-Carlo mean, mean(d) - confidence SE(d) >= -gap |mean(J_mc)| (so also for negative returns).
+    A few episodes of a noisy task then prove little: the network acts once it is within the gap for sure
+    enough, not on a lucky tie. One episode (no spread to measure) or ``confidence`` 0: the means alone."""
+    difference = np.asarray(network_returns) - np.asarray(monte_carlo_returns)
+    error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+    return difference.mean() - confidence * error >= -gap * abs(np.mean(monte_carlo_returns))
+
+
+def episode_returns(episodes: list[dict[str, float]]) -> list[float]:
+    """The return of each of the evaluation episodes ``episodes`` (from :func:`evaluate`)."""
+    return [float(episode["episode_reward"]) for episode in episodes]
+
+
+def saved_monte_carlo_returns(checkpoint: dict) -> list[float] | None:
+    """The episodes' returns of the last Monte-Carlo evaluation a checkpoint saved for ``act_mode=auto``
+    (checkpoints from before the paired rule saved their mean, which stands for them; older ones nothing)."""
+    if "monte_carlo_eval_returns" in checkpoint:
+        return checkpoint["monte_carlo_eval_returns"]
+    mean = checkpoint.get("monte_carlo_eval_return")
+    return None if mean is None else [mean]
 
 
 def burst_left(checkpoint: dict, seed_steps: int) -> int:
@@ -122,7 +143,8 @@ class OnlineTrainer:
         self.burst_left = 0 if pretrained else cfg.seed_steps  # updates of the seed-phase burst not yet done
         self.updates_from = self.random_steps
         self.next_score_check, self.next_eval = 0, 0
-        self.monte_carlo_eval_return: float | None = None  # act_mode=auto: the last evaluation acting by Monte Carlo
+        # act_mode=auto: the episodes' returns of the last evaluation acting by Monte Carlo
+        self.monte_carlo_eval_returns: list[float] | None = None
         self.diagnostics = ExponentialAverage()
         self.replay_left_on_disk = False  # a resumed run that trains no further does not load its replay
         self.resumed = checkpoint is not None
@@ -146,7 +168,7 @@ class OnlineTrainer:
         due = checkpoint.get("eval_due", False)
         self.next_eval = self.step if due else next_multiple(self.step, self.cfg.eval_freq)
         self.diagnostics.values = checkpoint.get("diagnostics_ema", {})  # absent in checkpoints from before the diagnostics
-        self.monte_carlo_eval_return = checkpoint.get("monte_carlo_eval_return")  # absent before the evaluated switch
+        self.monte_carlo_eval_returns = saved_monte_carlo_returns(checkpoint)
         restore_random_state(checkpoint["rng"], self.rng, self.device)
         if self.step >= self.cfg.steps:
             # It trains no further (at most it plays an evaluation left due): its replay, which may not fit a
@@ -305,13 +327,14 @@ class OnlineTrainer:
         cfg = self.cfg
         bar.set_description(f"evaluating ({cfg.eval_episodes} episodes)")
         video = self.run_dir / "videos" / f"{self.step}.mp4" if cfg.save_video else None
-        summary = self._play_evaluation(video, stopping)
+        episodes = self._play_evaluation(video, stopping)
         bar.set_description("training")
-        if summary is None:
+        if episodes is None:
             return False
+        summary = summarise(episodes)
         row = {"step": self.step, **summary, "elapsed": self.elapsed()}
         if cfg.act_mode == "auto" and self.agent.score_network.trained:
-            network = self._evaluate_network(summary, stopping)
+            network = self._evaluate_network(episodes, stopping)
             if network is None:
                 return False
             row.update(network)
@@ -319,21 +342,23 @@ class OnlineTrainer:
         bar.set_postfix(eval_return=f"{summary['episode_reward']:.1f}")
         return True
 
-    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> dict[str, float] | None:
-        """The evaluation episodes (the run's evaluation seeds) in the agent's acting mode, summarised;
-        None if ``stopping()`` cut them short."""
+    def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> list[dict[str, float]] | None:
+        """The evaluation episodes (the run's evaluation seeds) in the agent's acting mode, each episode's
+        results; None if ``stopping()`` cut them short."""
         cfg = self.cfg
-        results = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video, stopping)
-        return summarise(results) if len(results) == cfg.eval_episodes else None
+        episodes = evaluate(self.agent, self.eval_env, cfg.eval_episodes, cfg.seed, self.task_index, video, stopping)
+        return episodes if len(episodes) == cfg.eval_episodes else None
 
-    def _evaluate_network(self, summary: dict[str, float], stopping: Callable[[], bool]) -> dict[str, float] | None:
+    def _evaluate_network(
+        self, episodes: list[dict[str, float]], stopping: Callable[[], bool]
+    ) -> dict[str, float] | None:
         """``act_mode=auto``: the score network's evaluation return, and the switch it decides.
 
-        Acting by Monte Carlo, the evaluation episodes (same seeds) are played
-        again with the network, which is cheap (no rollouts); acting with the
-        network, the evaluation just played was the network's, and it is held
-        against the last Monte-Carlo evaluation. The agent acts with the
-        network while :func:`network_within_gap` holds, by Monte Carlo
+        Acting by Monte Carlo, the evaluation ``episodes`` just played are
+        played again (same seeds) with the network, which is cheap (no
+        rollouts); acting with the network, they were the network's, and are
+        held against the last Monte-Carlo evaluation's. The agent acts with
+        the network while :func:`network_within_gap` holds, by Monte Carlo
         otherwise. With ``score_candidates`` K > 1, the replay by the network
         is played twice, with its one plan and with the best of K, and the
         network acts from then on as the better did (the one plan on a tie:
@@ -344,7 +369,7 @@ class OnlineTrainer:
         cfg, agent = self.cfg, self.agent
         ranked = {}
         if agent.acting_mode == "mc":
-            self.monte_carlo_eval_return = summary["episode_reward"]
+            self.monte_carlo_eval_returns = episode_returns(episodes)
             network = self._play_network(1, stopping)
             if network is None:
                 return None
@@ -352,31 +377,36 @@ class OnlineTrainer:
                 best_of = self._play_network(cfg.score_candidates, stopping)
                 if best_of is None:
                     return None
-                ranked = {"score_network_one_plan_reward": network["episode_reward"],
-                          "score_network_ranked_reward": best_of["episode_reward"]}
-                rank = best_of["episode_reward"] > network["episode_reward"]
+                one_plan_return, ranked_return = (np.mean(episode_returns(e)) for e in (network, best_of))
+                ranked = {"score_network_one_plan_reward": one_plan_return,
+                          "score_network_ranked_reward": ranked_return}
+                rank = ranked_return > one_plan_return
                 agent.planner.score_candidates = cfg.score_candidates if rank else 1
                 network = best_of if rank else network
         else:
-            network = summary
+            network = episodes
         before = agent.acting_mode
-        if self.monte_carlo_eval_return is not None:
-            within = network_within_gap(network["episode_reward"], self.monte_carlo_eval_return, cfg.score_switch_gap)
+        if self.monte_carlo_eval_returns is not None:
+            within = network_within_gap(episode_returns(network), self.monte_carlo_eval_returns,
+                                        cfg.score_switch_gap, cfg.score_switch_confidence)
             agent.set_acting_mode("score" if within else "mc")
+        summary = summarise(network)
         if agent.acting_mode != before:
             tqdm.write(f"mbdpo: step {self.step:,}: acting with {agent.acting_mode} from now on (evaluation return "
-                       f"{network['episode_reward']:.1f} with the score network, {self.monte_carlo_eval_return:.1f} "
-                       f"by Monte Carlo; the network acts while it loses at most {cfg.score_switch_gap:.1%})")
-        return {"score_network_reward": network["episode_reward"],
-                "score_network_reward_std": network["episode_reward_std"],
-                "score_network_success": network["episode_success"],
+                       f"{summary['episode_reward']:.1f} with the score network, "
+                       f"{np.mean(self.monte_carlo_eval_returns):.1f} by Monte Carlo; the network acts while it "
+                       f"loses at most {cfg.score_switch_gap:.1%}, less {cfg.score_switch_confidence:g} standard "
+                       "errors of the paired difference)")
+        return {"score_network_reward": summary["episode_reward"],
+                "score_network_reward_std": summary["episode_reward_std"],
+                "score_network_success": summary["episode_success"],
                 **ranked,
                 **({"score_network_candidates": agent.planner.score_candidates} if cfg.score_candidates > 1 else {}),
                 "acting_with_score_network": float(agent.acting_mode == "score")}
 
-    def _play_network(self, candidates: int, stopping: Callable[[], bool]) -> dict[str, float] | None:
+    def _play_network(self, candidates: int, stopping: Callable[[], bool]) -> list[dict[str, float]] | None:
         """The evaluation episodes played with the score network ranking ``candidates`` of its plans per
-        action, summarised; the agent's acting mode and ranking are left as they were."""
+        action; the agent's acting mode and ranking are left as they were."""
         agent = self.agent
         kept_mode, kept_candidates = agent.acting_mode, agent.planner.score_candidates
         agent.planner.score_candidates = candidates
@@ -402,7 +432,7 @@ class OnlineTrainer:
             "elapsed": self.elapsed(),
             "burst_left": self.burst_left,
             "eval_due": self.step >= self.next_eval,
-            "monte_carlo_eval_return": self.monte_carlo_eval_return,
+            "monte_carlo_eval_returns": self.monte_carlo_eval_returns,
             "diagnostics_ema": self.diagnostics.values,
             "rng": random_state(self.rng, self.device),
         })
