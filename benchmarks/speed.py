@@ -49,6 +49,8 @@ CONFIGS = {
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
                                                     "score_replay_chains": 1},
+    "diffusion cpu preset, auto, chain, replay 0.25, last 5 steps by MC": {
+        "planner": "diffusion", "planner_preset": "cpu", **CHAIN, "score_replay_chains": 0.25, "score_mc_steps": 5},
     "diffusion cpu preset, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
                                                     "score_return_coef": 1.0},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
