@@ -377,7 +377,7 @@ class OnlineTrainer:
                 best_of = self._play_network(cfg.score_candidates, stopping)
                 if best_of is None:
                     return None
-                one_plan_return, ranked_return = (np.mean(episode_returns(e)) for e in (network, best_of))
+                one_plan_return, ranked_return = (float(np.mean(episode_returns(e))) for e in (network, best_of))
                 ranked = {"score_network_one_plan_reward": one_plan_return,
                           "score_network_ranked_reward": ranked_return}
                 rank = ranked_return > one_plan_return
