@@ -49,7 +49,7 @@ from mbdpo.planning.rollout import candidate_returns, policy_mean_plan, policy_t
 from mbdpo.training.evaluate import episode_seed, run_episode
 
 from online import COMMON, HERE, RESULTS
-from score_passengers import PASSENGER_SETS, PASSENGERS_FILE, paired_summary, passenger, run_name, trained_passenger
+from score_passengers import PASSENGER_SETS, PASSENGERS_FILE, paired_summary, passenger, run_directory, trained_passenger
 
 Proposal = Callable[[torch.Tensor, int], torch.Tensor]  # (z [1, L], K) -> plans [1, K, H, A]
 
@@ -105,7 +105,7 @@ def main() -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
-    run_dir = Path(args.runs_dir) / args.task / f"passengers-{run_name(args.set, args.seed)}"
+    run_dir = run_directory(Path(args.runs_dir), args.task, args.set, args.seed)
     if args.network not in PASSENGER_SETS[args.set]:
         raise ConfigError(f"--network {args.network!r} is not a passenger of --set {args.set}; "
                           f"valid: {', '.join(PASSENGER_SETS[args.set])}")

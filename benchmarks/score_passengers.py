@@ -43,10 +43,9 @@ episodes won against Monte Carlo (rerun with the same N to print it again).
 With ``--score-candidates K`` it replays only the networks, each acting on the
 best of K of its plans by imagined return (``score_candidates=K``), paired
 with the Monte-Carlo and prior returns already in ``passengers_final.csv``:
-``results/score_passengers_<task>_<set>_final_candidates<K>.csv``; with
-``--score-mc-steps k`` likewise, each network's last k reverse steps denoised
-by Monte Carlo under the final model (``score_mc_steps=k``), into
-``..._final_mc_steps<k>.csv``.
+``results/score_passengers_<task>_<set>_final_candidates<K>.csv``. (For
+``score_mc_steps``, the network's plan refined by Monte Carlo, and its
+controls: ``ranking_controls.py --refine k``.)
 """
 
 from __future__ import annotations
@@ -219,9 +218,13 @@ def run_name(passengers: str, seed: int) -> str:
     return f"{passengers}-seed{seed}" if seed != COMMON["seed"] else passengers
 
 
+def run_directory(runs_dir: Path, task: str, passengers: str, seed: int) -> Path:
+    """Where a passenger run lives: ``<runs-dir>/<task>/passengers-<run name>``."""
+    return runs_dir / task / f"passengers-{run_name(passengers, seed)}"
+
+
 def train(task: str, steps: int, runs_dir: Path, passengers: str, seed: int) -> None:
-    run = run_name(passengers, seed)
-    run_dir = runs_dir / task / f"passengers-{run}"
+    run, run_dir = run_name(passengers, seed), run_directory(runs_dir, task, passengers, seed)
     overrides = {**COMMON, **CORE_MBDPO[task][1], "task": task, "steps": steps, "run_dir": run_dir, "seed": seed}
     given = parse_overrides([f"{k}={v}" for k, v in overrides.items()])
     try:
@@ -251,34 +254,29 @@ def paired_summary(rows: list[dict], names: list[str]) -> list[dict]:
     return summary
 
 
-REPLAY_SUFFIXES = {"score_candidates": "candidates", "score_mc_steps": "mc_steps"}  # acting setting -> file suffix
-
-
 def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, episodes: int,
-                     acting: dict[str, int] | None = None) -> None:
+                     candidates: int = 0) -> None:
     """Play ``episodes`` evaluation episodes of a finished run with every way of acting, paired by seed;
     run again, it goes on after the episodes already written.
 
-    ``acting`` (one setting of ``REPLAY_SUFFIXES``, e.g. ``{"score_candidates": 64}``) replays only the
-    networks, acting with that setting, into ``passengers_final_<suffix><value>.csv`` (e.g.
-    ``_candidates64``), and copies the Monte-Carlo and prior returns of the same episodes from
-    ``passengers_final.csv``, which must hold them already."""
-    run = run_name(passengers, seed)
-    run_dir = runs_dir / task / f"passengers-{run}"
+    ``candidates`` > 0 replays only the networks, each ranking that many of its plans (``score_candidates``),
+    into ``passengers_final_candidates<K>.csv``, and copies the Monte-Carlo and prior returns of the same
+    episodes from ``passengers_final.csv``, which must hold them already."""
+    run, run_dir = run_name(passengers, seed), run_directory(runs_dir, task, passengers, seed)
     host = Agent.from_checkpoint(run_dir / "checkpoint.pt")
     step = load_checkpoint(run_dir / "checkpoint.pt")["step"]
     saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
-    acting = acting or {}
-    ways = [] if acting else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
+    ways = [] if candidates else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
+    ranking = {"score_candidates": candidates} if candidates else {}
     for name, settings in PASSENGER_SETS[passengers].items():
-        ways.append((name, trained_passenger(host, {**settings, **acting}, saved[name]["score_network"]), "score"))
-    if acting:  # the Monte-Carlo and prior returns of the same episodes, played earlier
+        ways.append((name, trained_passenger(host, {**settings, **ranking}, saved[name]["score_network"]), "score"))
+    if candidates:  # the Monte-Carlo and prior returns of the same episodes, played earlier
         played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
         if len(played) < episodes:
-            raise ConfigError(f"{acting} replays episodes paired with {run_dir / 'passengers_final.csv'}, "
+            raise ConfigError(f"--score-candidates replays episodes paired with {run_dir / 'passengers_final.csv'}, "
                               f"which holds {len(played)}; valid: --final-episodes <= {len(played)}, "
                               "or play them first")
-    suffix = "".join(f"_{REPLAY_SUFFIXES[key]}{value}" for key, value in acting.items())
+    suffix = f"_candidates{candidates}" if candidates else ""
     env = make_env(task, host.cfg.seed, host.cfg.obs)
     out = run_dir / f"passengers_final{suffix}.csv"
     rows = [row for row in read_csv(out) if int(row["step"]) == step]  # the episodes already played
@@ -286,7 +284,7 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, epis
     RESULTS.mkdir(exist_ok=True)
     for i in tqdm(range(len(rows), episodes), desc=f"{task} at step {step:,}", unit="episode"):
         row = {"step": step, "episode": i}
-        if acting:
+        if candidates:
             row |= {name: float(played[i][name]) for name in ("monte_carlo", "prior")}
         for name, agent, mode in ways:
             agent.set_acting_mode(mode)
@@ -303,15 +301,6 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, epis
             print("  " + ", ".join(f"{key} {value}" for key, value in line.items()))
 
 
-def replay_setting(args: argparse.Namespace) -> dict[str, int]:
-    """The acting setting a final evaluation replays the networks with (--score-candidates or
-    --score-mc-steps), or none: every way of acting is played."""
-    acting = {key: getattr(args, key) for key in REPLAY_SUFFIXES if getattr(args, key)}
-    if len(acting) > 1:
-        raise ConfigError(f"replay the networks with one acting setting at a time, not {acting}")
-    return acting
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=sorted(CORE_MBDPO), default="cartpole-swingup")
@@ -323,13 +312,10 @@ def main() -> None:
                         help="train nothing: play this many evaluation episodes of the finished run")
     parser.add_argument("--score-candidates", type=int, default=0,
                         help="with --final-episodes: replay only the networks, ranking this many plans each")
-    parser.add_argument("--score-mc-steps", type=int, default=0,
-                        help="with --final-episodes: replay only the networks, with Monte Carlo on their last "
-                             "this many reverse steps")
     args = parser.parse_args()
     if args.final_episodes:
-        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.seed, args.final_episodes,
-                                                    replay_setting(args)), "score_passengers.py")
+        exit_on_user_error(lambda: final_evaluation(args.task, Path(args.runs_dir), args.set, args.seed,
+                                                    args.final_episodes, args.score_candidates), "score_passengers.py")
         return
     try:
         exit_on_user_error(lambda: train(args.task, args.steps, Path(args.runs_dir), args.set, args.seed),
