@@ -150,7 +150,11 @@ def eval_command(tokens: list[str]) -> None:
     row = {"checkpoint": options.checkpoint, "task": cfg.task, "act_mode": agent.acting_mode,
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],
-           "mean_success": summary["episode_success"], "mean_length": summary["episode_length"]}
+           "mean_success": summary["episode_success"], "mean_length": summary["episode_length"],
+           "acting": acting_description(agent),
+           # Each episode's return, in episode order: runs of one checkpoint with the same seed play the same
+           # initial states, so two acting modes can be compared episode by episode (paired).
+           "episode_rewards": " ".join(f"{r['episode_reward']:.3f}" for r in results)}
     CSVLog(out, resume_step=None).write(row)
     print(f"written: {out}" + (f" and {video}" if video else ""))
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
 import torch
 
@@ -203,7 +204,9 @@ def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "cartpole-swingup: return" in result.stdout and "+-" in result.stdout
     (row,) = rows(out)
-    assert row["episodes"] == "2" and float(row["std_reward"]) >= 0
+    assert row["episodes"] == "2" and float(row["std_reward"]) >= 0 and row["acting"] == "acting with mc"
+    episode_rewards = [float(r) for r in row["episode_rewards"].split()]
+    assert len(episode_rewards) == 2 and np.mean(episode_rewards) == pytest.approx(float(row["mean_reward"]), abs=1e-3)
     assert len(imageio.mimread(out.with_suffix(".mp4"), memtest=False)) == 501
     again = mbdpo_in_process("eval", f"checkpoint={short_run / 'checkpoint.pt'}", "episodes=2",
                              f"out={tmp_path / 'again.csv'}", "device=cpu")
@@ -213,8 +216,6 @@ def test_eval_prints_mean_and_std_and_writes_csv(short_run, tmp_path):
 
 
 def test_python_api_agent_acts(short_run):
-    import numpy as np
-
     from mbdpo import Agent
 
     agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
