@@ -14,7 +14,12 @@ regresses onto them. Every ``--check-every`` updates it runs the held-out
 check of ``act_mode=auto`` on the states of the newest stored episodes, which
 training never samples. With ``--eval-episodes``, the trained network and
 the Monte-Carlo sampler then act in the environment (the run's evaluation
-seeds). ``--continue-run`` measures how far an online run's network lags
+seeds). ``chain 256, return 1`` adds return guidance at the chains' states
+(``score_return_coef=1``); ``chain 256, return 1 at replay states`` instead
+takes one more step after each update that ascends J at the batch's replay
+states (:func:`replay_return_step`), as the policy prior learns. ``--prior``
+also acts with the policy prior's mean action alone, as a reference.
+``--continue-run`` measures how far an online run's network lags
 behind its own chain memory: it continues the checkpoint's own score network
 (and optimiser) on the checkpoint's own chains, with the world model frozen,
 and acts in the environment at every check (``--new-network``: a new
@@ -32,13 +37,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbdpo.agent import Agent
+from mbdpo.agent import Agent, frozen
 from mbdpo.analysis.runs import read_csv, write_csv
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
+from mbdpo.planning.diffusion import score_network_denoiser
+from mbdpo.planning.rollout import plan_returns
+from mbdpo.planning.score_matching import return_guidance_loss, sampler_inputs
 from mbdpo.training.evaluate import evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,12 +58,36 @@ SETTINGS = {
 # The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
 SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0}
 SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
+SETTINGS["chain 256, return 1"] = {**SETTINGS["chain 256"], "score_return_coef": 1.0}
+SETTINGS["chain 256, return 1 at replay states"] = SETTINGS["chain 256"]
+REPLAY_RETURN_SETTINGS = {"chain 256, return 1 at replay states"}  # with replay_return_step after each update
 
 
 def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
     """The buffer rows holding the states of the stored episodes ``episodes`` (indices)."""
     return np.concatenate([np.arange(buffer.episode_start[i], buffer.episode_start[i] + buffer.episode_rows[i])
                            for i in episodes])
+
+
+def replay_return_step(agent: Agent, z: torch.Tensor) -> None:
+    """One more step of the score network: its denoised plans climb their imagined return J (paper eq. 10,
+    :func:`~mbdpo.planning.score_matching.return_guidance_loss`) at the replay states of latents ``z [B, L]``,
+    each at a random tau and at the input the network's own reverse chain visits there.
+
+    ``score_return_coef`` ascends J only at the states of the stored chains; the policy prior ascends Q at
+    every state of every batch. This asks whether the network, given the prior's states, acts like it."""
+    cfg, schedule = agent.cfg, agent.planner.schedule_on(z.device)
+    network = score_network_denoiser(agent.score_network, agent.model, schedule, z)
+    tau = torch.randint(schedule.steps, (len(z),), device=z.device)
+    with torch.no_grad():
+        x_start = agent.planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
+        x_tau = sampler_inputs(network, x_start, schedule, agent.planner.stochastic, tau)
+    with frozen(agent.model):
+        loss = return_guidance_loss(agent.q_scale(plan_returns(agent.model, z, network(x_tau, tau), cfg.energy_eta)))
+    agent.score_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(agent.score_network.parameters(), cfg.grad_clip_norm)
+    agent.score_optimizer.step()
 
 
 def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
@@ -99,8 +131,10 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
         check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int,
-        continue_run: bool = False, new_network: bool = False) -> list[dict]:
-    cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", **overrides)
+        continue_run: bool = False, new_network: bool = False, replay_return: bool = False) -> list[dict]:
+    # The network acts alone (its one plan, no Monte-Carlo steps), whatever the run acted with.
+    cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", score_candidates=1,
+                              score_mc_steps=0, **overrides)
     if cfg.score_target == "chain" and not continue_run:  # a memory that holds every chain acted for
         cfg = dataclasses.replace(cfg, score_chains=max(cfg.score_chains, chains))
     device = torch.device("cpu")
@@ -111,6 +145,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         agent.load_state_dict({key: value for key, value in checkpoint["agent"].items() if key not in score_state})
     else:
         agent.model.load_state_dict(checkpoint["agent"]["model"])
+        agent.q_scale.load_state_dict(checkpoint["agent"]["q_scale"])  # return guidance scales J by it
     agent.model.requires_grad_(False)
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(buffer_path)
@@ -131,6 +166,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
                          "error_ratio": round(check.ratio, 3),
                          "network_error": round(float(check.network_error.mean()), 4),
                          "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
+                         "network_plan_return": round(check.network_return, 2),
+                         "monte_carlo_plan_return": round(check.monte_carlo_return, 2),
+                         "random_plan_return": round(check.random_return, 2),
                          "ms_per_score_update": round(1000 * seconds / max(update, 1), 1)})
             if eval_episodes and (continue_run or update == updates) and agent.score_network.trained:
                 rows[-1].update(environment_return(agent, "score", eval_episodes))
@@ -142,6 +180,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
             z = agent.model.encode(batch.obs[0])
         tick = time.perf_counter()
         agent.update_score_network(batch, z)
+        if replay_return:
+            replay_return_step(agent, z)
         seconds += time.perf_counter() - tick
     return rows
 
@@ -167,9 +207,13 @@ def main() -> None:
                         "else results/score_fit.csv)")
     parser.add_argument("--keep-monte-carlo", action="store_true",
                         help="keep the CSV's Monte-Carlo row (of the same checkpoint) instead of acting again")
+    parser.add_argument("--prior", action="store_true",
+                        help="with --eval-episodes: also act with the policy prior's mean action alone")
     args = parser.parse_args()
     if args.new_network and not args.continue_run:
         parser.error("--new-network is an option of --continue-run")
+    if args.prior and not args.eval_episodes:
+        parser.error("--prior acts in the environment: give --eval-episodes N")
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
     own = "chain, the run's own" + (", new network" if args.new_network else "")
     settings = {own: {}} if args.continue_run else SETTINGS
@@ -182,12 +226,19 @@ def main() -> None:
         results.append({"setting": "monte carlo", **environment_return(agent, "mc", args.eval_episodes)})
         print(results[-1], flush=True)
         write_csv(out, results)  # after each setting: a later failure keeps what was measured
+    if args.prior:
+        agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
+        results = [row for row in results if row["setting"] != "policy prior"]
+        results.append({"setting": "policy prior", **environment_return(agent, "prior", args.eval_episodes)})
+        print(results[-1], flush=True)
+        write_csv(out, results)
     for name, overrides in settings.items():
         if args.only in name:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
                            args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0,
-                           continue_run=args.continue_run, new_network=args.new_network):
+                           continue_run=args.continue_run, new_network=args.new_network,
+                           replay_return=name in REPLAY_RETURN_SETTINGS):
                 results.append({"setting": name, **row})
             write_csv(out, results)
 
