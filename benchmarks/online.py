@@ -19,7 +19,8 @@
   reverse steps (``-replay-refined``, ``score_mc_steps``); on
   cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
-  10,000 chains.
+  10,000 chains; on walker-walk also act_mode=auto with denoiser targets
+  (``diffusion-cpu-auto``: fresh targets at 32 replay states per update).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
   Its 5 x 256 point is the core suite's MBDPO run (same settings and seed).
@@ -109,6 +110,7 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "mppi-tdmpc2"): TDMPC2 for task in CORE_TASKS},
     ("cartpole-swingup", "diffusion-paper"): {"planner": "diffusion", "planner_preset": "paper"},
     ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
+    ("walker-walk", "diffusion-cpu-auto"): {**MC_CPU_20X64, "act_mode": "auto"},
     ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
     **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},

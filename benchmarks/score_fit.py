@@ -51,10 +51,12 @@ from mbdpo.training.evaluate import evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
-    f"{inputs} {states}x{samples}": {"score_inputs": inputs, "score_states": states, "score_samples": samples}
+    f"{inputs} {states}x{samples}": {"score_target": "denoiser", "score_replay_chains": 0, "score_inputs": inputs,
+                                     "score_states": states, "score_samples": samples}
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
+SETTINGS["mixed 32x32, prior anchor"] = {**SETTINGS["mixed 32x32"], "score_anchor": "prior"}
 # The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
 SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0}
 SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
@@ -100,12 +102,14 @@ def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.
 
 
 def environment_return(agent: Agent, mode: str, episodes: int) -> dict[str, float]:
-    """Mean and std of the evaluation return acting in ``mode`` (``mc`` or ``score``) on the run's
-    evaluation episodes."""
+    """Mean and std of the evaluation return acting in ``mode`` (``mc``, ``score`` or ``prior``) on the run's
+    evaluation episodes, and each episode's return (as ``mbdpo eval`` writes them, for paired differences)."""
     agent.set_acting_mode(mode)
-    summary = summarise(evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed))
+    results = evaluate(agent, make_env(agent.cfg.task, agent.cfg.seed), episodes, agent.cfg.seed)
+    summary = summarise(results)
     return {"environment_return": round(summary["episode_reward"], 1),
-            "environment_return_std": round(summary["episode_reward_std"], 1)}
+            "environment_return_std": round(summary["episode_reward_std"], 1),
+            "episode_rewards": " ".join(f"{r['episode_reward']:.3f}" for r in results)}
 
 
 def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None) -> None:
