@@ -47,7 +47,7 @@ from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import score_network_denoiser
 from mbdpo.planning.rollout import plan_returns
 from mbdpo.planning.score_matching import return_guidance_loss, sampler_inputs
-from mbdpo.training.evaluate import evaluate, summarise
+from mbdpo.training.evaluate import episode_rewards_text, evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
@@ -86,10 +86,7 @@ def replay_return_step(agent: Agent, z: torch.Tensor) -> None:
         x_tau = sampler_inputs(network, x_start, schedule, agent.planner.stochastic, tau)
     with frozen(agent.model):
         loss = return_guidance_loss(agent.q_scale(plan_returns(agent.model, z, network(x_tau, tau), cfg.energy_eta)))
-    agent.score_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(agent.score_network.parameters(), cfg.grad_clip_norm)
-    agent.score_optimizer.step()
+    agent.step_score_network(loss)
 
 
 def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
@@ -109,7 +106,7 @@ def environment_return(agent: Agent, mode: str, episodes: int) -> dict[str, floa
     summary = summarise(results)
     return {"environment_return": round(summary["episode_reward"], 1),
             "environment_return_std": round(summary["episode_reward_std"], 1),
-            "episode_rewards": " ".join(f"{r['episode_reward']:.3f}" for r in results)}
+            "episode_rewards": episode_rewards_text(results)}
 
 
 def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None) -> None:
@@ -222,20 +219,16 @@ def main() -> None:
     own = "chain, the run's own" + (", new network" if args.new_network else "")
     settings = {own: {}} if args.continue_run else SETTINGS
     out = args.out or RESULTS / ("score_lag.csv" if args.continue_run else "score_fit.csv")
-    monte_carlo = args.eval_episodes and not args.keep_monte_carlo
-    chosen = [name for name in settings if args.only in name] + (["monte carlo"] if monte_carlo else [])
+    # The checkpoint's own agent acting in the environment, as references for the networks: setting -> act_mode
+    references = {**({"monte carlo": "mc"} if args.eval_episodes and not args.keep_monte_carlo else {}),
+                  **({"policy prior": "prior"} if args.prior else {})}
+    chosen = [name for name in settings if args.only in name] + list(references)
     results = [row for row in read_csv(out) if row["setting"] not in chosen]  # kept
-    if monte_carlo:
+    for setting, mode in references.items():
         agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
-        results.append({"setting": "monte carlo", **environment_return(agent, "mc", args.eval_episodes)})
+        results.append({"setting": setting, **environment_return(agent, mode, args.eval_episodes)})
         print(results[-1], flush=True)
         write_csv(out, results)  # after each setting: a later failure keeps what was measured
-    if args.prior:
-        agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
-        results = [row for row in results if row["setting"] != "policy prior"]
-        results.append({"setting": "policy prior", **environment_return(agent, "prior", args.eval_episodes)})
-        print(results[-1], flush=True)
-        write_csv(out, results)
     for name, overrides in settings.items():
         if args.only in name:
             print(f"--- {name}")

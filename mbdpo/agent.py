@@ -287,15 +287,19 @@ class Agent:
                 scaled_return = self.q_scale(plan_returns(self.model, z, denoised, self.cfg.energy_eta, task))
             metrics["score_return_loss"] = return_guidance_loss(scaled_return)
             loss = loss + self.cfg.score_return_coef * metrics["score_return_loss"]
+        self.step_score_network(loss)
+        self.score_network.updates += 1
+        if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
+            self.set_acting_mode("score")
+        return {name: value.detach() for name, value in metrics.items()}
+
+    def step_score_network(self, loss: torch.Tensor) -> None:
+        """One optimiser step of the score network on ``loss`` (gradients averaged across processes, clipped)."""
         self.score_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.sync.average_gradients(self.score_network.parameters())
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), self.cfg.grad_clip_norm)
         self.score_optimizer.step()
-        self.score_network.updates += 1
-        if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
-            self.set_acting_mode("score")
-        return {name: value.detach() for name, value in metrics.items()}
 
     def _denoiser_targets(self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None) -> tuple:
         """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the

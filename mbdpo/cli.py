@@ -116,7 +116,7 @@ def acting_description(agent) -> str:
 def eval_command(tokens: list[str]) -> None:
     from mbdpo.agent import Agent
     from mbdpo.envs import make_env
-    from mbdpo.training.evaluate import evaluate, summarise
+    from mbdpo.training.evaluate import episode_rewards_text, evaluate, summarise
     from mbdpo.training.logger import CSVLog
     from mbdpo.training.video import require_video_writer
 
@@ -151,10 +151,7 @@ def eval_command(tokens: list[str]) -> None:
            "episodes": options.episodes, "seed": seed,
            "mean_reward": summary["episode_reward"], "std_reward": summary["episode_reward_std"],
            "mean_success": summary["episode_success"], "mean_length": summary["episode_length"],
-           "acting": acting_description(agent),
-           # Each episode's return, in episode order: runs of one checkpoint with the same seed play the same
-           # initial states, so two acting modes can be compared episode by episode (paired).
-           "episode_rewards": " ".join(f"{r['episode_reward']:.3f}" for r in results)}
+           "acting": acting_description(agent), "episode_rewards": episode_rewards_text(results)}
     CSVLog(out, resume_step=None).write(row)
     print(f"written: {out}" + (f" and {video}" if video else ""))
 

@@ -107,6 +107,12 @@ def summarise(results: list[dict[str, float]]) -> dict[str, float]:
     return summary
 
 
+def episode_rewards_text(results: list[dict[str, float]]) -> str:
+    """Each episode's return, in episode order, space-separated. Runs of one checkpoint with the same seed play
+    the same initial states, so two acting modes can be compared episode by episode (paired)."""
+    return " ".join(f"{r['episode_reward']:.3f}" for r in results)
+
+
 def evaluate_tasks(agent: Agent, tasks: list[int], episodes: int, seed: int) -> list[dict[str, float | str]]:
     """Evaluate a multi-task agent on each task index of ``tasks``; one summary row per task.
 
