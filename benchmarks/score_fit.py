@@ -20,10 +20,11 @@ takes one more step after each update that ascends J at the batch's replay
 states (:func:`replay_return_step`), as the policy prior learns. ``--prior``
 also acts with the policy prior's mean action alone, as a reference.
 ``--continue-run`` measures how far an online run's network lags
-behind its own chain memory: it continues the checkpoint's own score network
-(and optimiser) on the checkpoint's own chains, with the world model frozen,
+behind its own targets: it continues the checkpoint's own score network
+(and optimiser) on the checkpoint's own chains (``score_target=chain``) or on
+fresh denoiser targets (``denoiser``), with the world model frozen,
 and acts in the environment at every check (``--new-network``: a new
-network learns from those chains); it writes
+network learns from the same targets); it writes
 ``results/score_lag.csv``, the other settings ``results/score_fit.csv``.
 """
 
@@ -200,10 +201,10 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=0, help="then act in the environment this many episodes")
     parser.add_argument("--only", default="", help="substring of the setting names to run")
     parser.add_argument("--continue-run", action="store_true",
-                        help="continue the checkpoint's own score network on its own chains (act_mode=auto "
-                             "score_target=chain runs), acting in the environment at every check")
+                        help="continue the checkpoint's own score network on its own targets (its chains, "
+                             "or fresh denoiser targets), acting in the environment at every check")
     parser.add_argument("--new-network", action="store_true",
-                        help="with --continue-run: a new score network learns from the run's own chains")
+                        help="with --continue-run: a new score network learns from the run's own targets")
     parser.add_argument("--out", type=Path, help="results CSV (default: results/score_lag.csv with --continue-run, "
                         "else results/score_fit.csv)")
     parser.add_argument("--keep-monte-carlo", action="store_true",
@@ -216,7 +217,7 @@ def main() -> None:
     if args.prior and not args.eval_episodes:
         parser.error("--prior acts in the environment: give --eval-episodes N")
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
-    own = "chain, the run's own" + (", new network" if args.new_network else "")
+    own = f"{checkpoint['config']['score_target']}, the run's own" + (", new network" if args.new_network else "")
     settings = {own: {}} if args.continue_run else SETTINGS
     out = args.out or RESULTS / ("score_lag.csv" if args.continue_run else "score_fit.csv")
     # The checkpoint's own agent acting in the environment, as references for the networks: setting -> act_mode
