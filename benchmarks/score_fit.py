@@ -40,7 +40,7 @@ import torch
 
 from mbdpo.agent import Agent, frozen
 from mbdpo.analysis.runs import read_csv, write_csv
-from mbdpo.checkpoint import load_checkpoint, save_checkpoint
+from mbdpo.checkpoint import AGENT, load_checkpoint, save_checkpoint
 from mbdpo.config import Config
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
@@ -142,7 +142,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     device = torch.device("cpu")
     torch.manual_seed(seed)
     agent = Agent(cfg, device)
-    if continue_run:  # the run's own network, optimiser and chains; with new_network, the agent's new ones
+    if continue_run:  # the run's own network, optimiser and chains (if any); with new_network, the agent's new ones
         score_state = ("score_network", "score_optimizer", "acting_mode") if new_network else ()
         agent.load_state_dict({key: value for key, value in checkpoint["agent"].items() if key not in score_state})
     else:
@@ -216,7 +216,7 @@ def main() -> None:
         parser.error("--new-network is an option of --continue-run")
     if args.prior and not args.eval_episodes:
         parser.error("--prior acts in the environment: give --eval-episodes N")
-    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
+    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"), holds=AGENT)
     own = f"{checkpoint['config']['score_target']}, the run's own" + (", new network" if args.new_network else "")
     settings = {own: {}} if args.continue_run else SETTINGS
     out = args.out or RESULTS / ("score_lag.csv" if args.continue_run else "score_fit.csv")

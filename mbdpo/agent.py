@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mbdpo import energy as energy_objectives
-from mbdpo.checkpoint import load_checkpoint
+from mbdpo.checkpoint import AGENT, load_checkpoint
 from mbdpo.config import Config, torch_device
 from mbdpo.errors import ConfigError
 from mbdpo.data.buffer import Batch
@@ -406,7 +406,7 @@ class Agent:
         ``score_candidates`` unless 0 (then the run's: with act_mode=auto, what its evaluations chose) and
         ``score_mc_steps`` unless -1 (then the run's)."""
         torch_dev = torch_device(device)
-        checkpoint = load_checkpoint(path, torch_dev)
+        checkpoint = load_checkpoint(path, torch_dev, holds=AGENT)
         cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), compile_rollouts=compile_rollouts)
         acting = {**({"score_candidates": score_candidates} if score_candidates else {}),
                   **({"score_mc_steps": score_mc_steps} if score_mc_steps >= 0 else {})}

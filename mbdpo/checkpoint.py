@@ -39,8 +39,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     save_atomically(path, {"format": FORMAT, "version": VERSION, **payload})
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint, with one-line errors for missing, corrupt or foreign files."""
+AGENT = ("config", "agent")  # what a trained agent's checkpoint (mbdpo train's checkpoint.pt) holds
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu",
+                    holds: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a checkpoint, with one-line errors for missing, corrupt or foreign files, and for mbdpo files
+    that lack any of the entries ``holds`` (e.g. :data:`AGENT`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -58,4 +63,9 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {str(path)!r} has format version {payload.get('version')}; this mbdpo reads {VERSION}"
         )
+    missing = [key for key in holds if key not in payload]
+    if missing:
+        held = sorted(set(payload) - {"format", "version"})
+        raise CheckpointError(f"{str(path)!r} holds {held}, not {missing}: give the checkpoint.pt that mbdpo "
+                              "train writes in its run directory")
     return payload

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from mbdpo.checkpoint import save_checkpoint
 from mbdpo.cli import main
 from mbdpo.errors import exit_on_user_error
 
@@ -283,6 +284,10 @@ def test_truncated_checkpoint_is_a_clear_error(short_run, tmp_path):
     code = tmp_path / "code.pt"
     torch.save({"step": print}, code)  # a pickle that names a function
     assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={code}"), "not an mbdpo checkpoint (it names print,")
+    other_file = tmp_path / "chains.pt"  # an mbdpo file, but not a trained agent's (a chain cache)
+    save_checkpoint(other_file, {"score_chains": {}})
+    assert_one_line_error(mbdpo_in_process("eval", f"checkpoint={other_file}"),
+                          "holds ['score_chains'], not ['config', 'agent']")
 
 
 def test_a_failed_resume_loses_nothing(short_run, tmp_path):

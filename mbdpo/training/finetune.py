@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from mbdpo.agent import Agent
-from mbdpo.checkpoint import load_checkpoint
+from mbdpo.checkpoint import AGENT, load_checkpoint
 from mbdpo.config import Config, discount_from_episode_length, parse_values, torch_device
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, closest
@@ -119,7 +119,7 @@ def finetune(checkpoint: str | Path, init_from: str = "", **overrides: Any) -> P
     from mbdpo.training.online import OnlineTrainer
 
     parsed = parse_values(overrides, Config)
-    payload = load_checkpoint(checkpoint, torch_device(parsed.get("device", "auto")))
+    payload = load_checkpoint(checkpoint, torch_device(parsed.get("device", "auto")), holds=AGENT)
     saved = Config.from_dict(payload["config"])
     if not saved.multitask:
         raise ConfigError(f"checkpoint {str(checkpoint)!r} is single-task ({saved.task}); fine-tuning starts "

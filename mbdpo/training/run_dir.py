@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbdpo.checkpoint import load_checkpoint
+from mbdpo.checkpoint import AGENT, load_checkpoint
 from mbdpo.config import Config, user_keys
 from mbdpo.errors import ConfigError
 
@@ -105,7 +105,7 @@ def resume_point(run_dir: Path, cfg: Config, given: set[str], device: torch.devi
     path = run_dir / CHECKPOINT
     if cfg.resume == "never" or not path.exists():
         return cfg, None
-    checkpoint = load_checkpoint(path, device)
+    checkpoint = load_checkpoint(path, device, holds=AGENT)
     differences = config_differences(checkpoint["config"], cfg, given)
     if differences:
         key = differences[0]
