@@ -168,7 +168,7 @@ class PassengerTrainer(OnlineTrainer):
         with torch.no_grad():
             z = self.agent.model.encode(batch.obs[0])
         for name, rider in self.passengers.items():
-            metrics.update({f"{name}/{k}": v for k, v in rider.update_score_network(batch, z).items()})
+            metrics.update({f"{name}/{k}": v for k, v in rider.train_score_network(batch, z).items()})
         return metrics
 
     def _play_evaluation(self, video: Path | None, stopping: Callable[[], bool]) -> list[dict[str, float]] | None:

@@ -168,7 +168,7 @@ class Agent:
         metrics.update(self._update_policy(latents, batch.task))
         self.model.update_targets()
         if self.cfg.act_mode != "mc":
-            metrics.update(self.update_score_network(batch, latents[0]))
+            metrics.update(self.train_score_network(batch, latents[0]))
         return metrics
 
     def _update_model(self, batch: Batch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -255,6 +255,15 @@ class Agent:
         return {"policy_loss": loss.detach(), "q_scale": self.q_scale.value.clone()}
 
     # --- the score network (section 5) -----------------------------------------
+    def train_score_network(self, batch: Batch, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``score_updates`` regression steps of the score network, each on the next ``score_states`` of the
+        batch's windows (latents ``z [B, L]``, detached); returns the last step's losses."""
+        metrics, states = {}, self.cfg.score_states
+        for first in range(0, self.cfg.score_updates * states, states):
+            part = slice(first, first + states)
+            metrics = self.update_score_network(batch.states(part), z[part])
+        return metrics
+
     def update_score_network(self, batch: Batch, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """One regression step of the score network (paper eq. 16), on targets per ``score_target``.
 

@@ -161,6 +161,9 @@ class Config:
     # those: acting's chains are the consecutive states of its last episodes. Each costs about one Monte-Carlo action
     score_replay_chains: float = 0.0
     score_states: int = 32
+    # Score-matching steps per training update, each on the next score_states states of the batch: more let the
+    # network follow a model that keeps learning, at score_updates times the cost (benchmarks/NOTES.md)
+    score_updates: int = 1
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
@@ -312,6 +315,9 @@ class Config:
             raise ConfigError(f"act_mode={self.act_mode} needs planner=diffusion; planner={self.planner} acts by mc only")
         if self.act_mode != "mc" and not 0 < self.score_states <= self.batch_size:
             raise ConfigError(f"score_states={self.score_states} must be in [1, batch_size={self.batch_size}]")
+        if self.act_mode != "mc" and not 0 < self.score_updates * self.score_states <= self.batch_size:
+            raise ConfigError(f"score_updates={self.score_updates} must be in [1, batch_size // score_states="
+                              f"{self.batch_size // self.score_states}] (each takes its own score_states of the batch)")
         if self.score_target == "chain" and self.act_mode == "score" and not self.score_replay_chains:
             raise ConfigError("score_target=chain with act_mode=score needs chains planned from the replay, which "
                               "score_replay_chains=0 turns off; valid: score_replay_chains>0 (e.g. 0.25), "

@@ -300,6 +300,28 @@ def test_agent_updates_the_score_network_only_when_it_may_act_with_it():
         assert agent.score_network.trained == updated
 
 
+def test_score_updates_take_successive_states_of_the_batch():
+    agent = tiny_agent(act_mode="auto", score_updates=2)  # batch_size 16, score_states 8
+    batch, z = random_batch(agent.cfg), torch.randn(16, 16)
+    seen, update = [], agent.update_score_network
+
+    def recorded(part, part_z):
+        seen.append((part.obs[0], part_z))
+        return update(part, part_z)
+
+    agent.update_score_network = recorded
+    metrics = agent.train_score_network(batch, z)
+    assert agent.score_network.updates == 2 and "score_loss" in metrics
+    for (obs, part_z), first in zip(seen, (0, 8), strict=True):
+        assert torch.equal(obs, batch.obs[0][first:first + 8]) and torch.equal(part_z, z[first:first + 8])
+
+
+def test_more_score_updates_than_the_batch_holds_name_what_is_valid():
+    with pytest.raises(ConfigError, match=re.escape("score_updates=3 must be in [1, batch_size // score_states=2]")):
+        Config.from_overrides({"act_mode": "auto", "batch_size": 16, "score_states": 8, "score_updates": 3}).validate()
+    Config.from_overrides({"act_mode": "mc", "batch_size": 16, "score_states": 8, "score_updates": 3}).validate()
+
+
 def counting_rollouts(agent: Agent) -> list[int]:
     """Counts the world model's latent dynamics calls from now on (one element per call)."""
     calls, dynamics = [], agent.model.next

@@ -42,6 +42,11 @@ class Batch:
     terminated: torch.Tensor
     task: torch.Tensor | None = None
 
+    def states(self, part: slice) -> "Batch":
+        """The windows ``part`` of the batch (its second axis)."""
+        return Batch(self.obs[:, part], self.action[:, part], self.reward[:, part], self.terminated[:, part],
+                     None if self.task is None else self.task[part])
+
 
 class ReplayBuffer:
     """Episodes in a ring of ``capacity`` rows.
