@@ -112,6 +112,10 @@ RUNS: dict[tuple[str, str], dict] = {
     ("cartpole-swingup", "diffusion-cpu-auto"): {**MC_CPU, "act_mode": "auto"},
     ("walker-walk", "diffusion-cpu-auto"): {**MC_CPU_20X64, "act_mode": "auto"},
     ("walker-walk", "diffusion-cpu-auto-anchored"): {**MC_CPU_20X64, "act_mode": "auto", "score_anchor": "prior"},
+    # forked from the run above at 12.5k (benchmarks/fork_run.py): four score-matching steps per update
+    ("walker-walk", "diffusion-cpu-auto-anchored-x4"): {
+        **MC_CPU_20X64, "act_mode": "auto", "score_anchor": "prior", "score_updates": 4,
+    },
     ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
     **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},

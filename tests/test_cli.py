@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from mbdpo.checkpoint import save_checkpoint
+from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.cli import main
+from mbdpo.config import Config
 from mbdpo.errors import exit_on_user_error
 
 # One worker runs this module, so that its shared run (short_run, a module fixture) is made once.
@@ -90,7 +91,7 @@ def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
     subprocess.run(["cp", "-r", str(short_run), str(run_dir)], check=True)
     result = mbdpo_in_process("train", *TINY, "steps=1500", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
-    assert "resuming at step 1,000" in result.stdout
+    assert "resuming at step 1,000" in result.stdout + result.stderr
     assert [int(r["step"]) for r in rows(run_dir / "train.csv")] == [500, 1000, 1500]
     assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 500, 1000, 1500]
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 1500
@@ -357,7 +358,7 @@ def test_a_checkpoint_from_before_the_score_network_loads_and_resumes(short_run,
     assert agent.acting_mode == "mc" and not agent.score_network.trained
     result = mbdpo_in_process("train", *TINY, "steps=1000", f"run_dir={run_dir}")
     assert result.returncode == 0, result.stderr
-    assert "resuming at step 1,000" in result.stdout and "already complete at step 1,000" in result.stdout
+    assert "resuming at step 1,000" in result.stdout + result.stderr and "already complete at step 1,000" in result.stdout
 
 
 def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task(short_run, tmp_path):
@@ -389,6 +390,28 @@ def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
+
+
+def test_a_forked_run_continues_from_the_same_step_under_its_changed_setting(short_run, tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "fork_run.py"
+
+    def fork_run(*changes: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), str(short_run), str(tmp_path / "fork"), *changes],
+                              capture_output=True, text=True)
+
+    refused = fork_run("lr=0.001", "batch_sise=8")
+    assert refused.returncode == 2 and "unknown config key 'batch_sise'" in refused.stderr
+    assert not (tmp_path / "fork").exists()
+    assert fork_run("lr=0.001").returncode == 0
+    original = load_checkpoint(short_run / "checkpoint.pt")
+    assert original["config"]["lr"] == Config().lr
+    result = mbdpo_in_process("train", f"run_dir={tmp_path / 'fork'}", "steps=1500", "progress=false")
+    assert result.returncode == 0, result.stderr
+    assert "resuming at step 1,000" in result.stdout + result.stderr
+    resumed = load_checkpoint(tmp_path / "fork" / "checkpoint.pt")
+    assert resumed["step"] == 1500 and resumed["config"]["lr"] == 0.001
+    assert [int(r["step"]) for r in rows(tmp_path / "fork" / "eval.csv")] == [0, 500, 1000, 1500]
+    assert fork_run("lr=0.001").returncode == 2  # never over an existing directory
 
 
 def test_passenger_summary_pairs_each_way_with_monte_carlo_by_episode(monkeypatch):
