@@ -161,8 +161,8 @@ class Config:
     # those: acting's chains are the consecutive states of its last episodes. Each costs about one Monte-Carlo action
     score_replay_chains: float = 0.0
     score_states: int = 32
-    # Score-matching steps per training update, each on the next score_states states of the batch: more let the
-    # network follow a model that keeps learning, at score_updates times the cost (benchmarks/NOTES.md)
+    # Score-matching steps per training update, each on the next score_states states of the batch, at
+    # score_updates times the cost; 4 gave no consistent gain on walker-walk (benchmarks/NOTES.md, "Four score updates")
     score_updates: int = 1
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
