@@ -24,7 +24,8 @@ behind its own targets: it continues the checkpoint's own score network
 (and optimiser) on the checkpoint's own chains (``score_target=chain``) or on
 fresh denoiser targets (``denoiser``), with the world model frozen,
 and acts in the environment at every check (``--new-network``: a new
-network learns from the same targets); it writes
+network learns from the same targets; ``--score-lr`` sets the network's
+learning rate); it writes
 ``results/score_lag.csv``, the other settings ``results/score_fit.csv``.
 """
 
@@ -133,7 +134,8 @@ def fill_chains(agent: Agent, observations: np.ndarray, chains_file: Path | None
 
 def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, check_every: int,
         check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int,
-        continue_run: bool = False, new_network: bool = False, replay_return: bool = False) -> list[dict]:
+        continue_run: bool = False, new_network: bool = False, replay_return: bool = False,
+        score_lr: float | None = None) -> list[dict]:
     # The network acts alone (its one plan, no Monte-Carlo steps), whatever the run acted with.
     cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", score_candidates=1,
                               score_mc_steps=0, **overrides)
@@ -148,6 +150,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     else:
         agent.model.load_state_dict(checkpoint["agent"]["model"])
         agent.q_scale.load_state_dict(checkpoint["agent"]["q_scale"])  # return guidance scales J by it
+    if score_lr is not None:  # after loading: a loaded optimiser state carries the run's learning rate
+        for group in agent.score_optimizer.param_groups:
+            group["lr"] = score_lr
     agent.model.requires_grad_(False)
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(buffer_path)
@@ -205,6 +210,7 @@ def main() -> None:
                              "or fresh denoiser targets), acting in the environment at every check")
     parser.add_argument("--new-network", action="store_true",
                         help="with --continue-run: a new score network learns from the run's own targets")
+    parser.add_argument("--score-lr", type=float, help="the score network's learning rate (default: the run's lr)")
     parser.add_argument("--out", type=Path, help="results CSV (default: results/score_lag.csv with --continue-run, "
                         "else results/score_fit.csv)")
     parser.add_argument("--keep-monte-carlo", action="store_true",
@@ -214,10 +220,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.new_network and not args.continue_run:
         parser.error("--new-network is an option of --continue-run")
+    if args.score_lr is not None and not args.score_lr > 0:
+        parser.error(f"--score-lr={args.score_lr} must be positive")
     if args.prior and not args.eval_episodes:
         parser.error("--prior acts in the environment: give --eval-episodes N")
     checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"), holds=AGENT)
-    own = f"{checkpoint['config']['score_target']}, the run's own" + (", new network" if args.new_network else "")
+    own = (f"{checkpoint['config']['score_target']}, the run's own" + (", new network" if args.new_network else "")
+           + (f", lr {args.score_lr:g}" if args.score_lr is not None else ""))
     settings = {own: {}} if args.continue_run else SETTINGS
     out = args.out or RESULTS / ("score_lag.csv" if args.continue_run else "score_fit.csv")
     # The checkpoint's own agent acting in the environment, as references for the networks: setting -> act_mode
@@ -235,7 +244,7 @@ def main() -> None:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
                            args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0,
-                           continue_run=args.continue_run, new_network=args.new_network,
+                           continue_run=args.continue_run, new_network=args.new_network, score_lr=args.score_lr,
                            replay_return=name in REPLAY_RETURN_SETTINGS):
                 results.append({"setting": name, **row})
             write_csv(out, results)
