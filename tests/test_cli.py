@@ -392,6 +392,18 @@ def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run
         exit_on_user_error(lambda: int("x"), "script")
 
 
+def test_plan_departure_refuses_a_checkpoint_whose_score_network_never_trained(short_run, tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "plan_departure.py"
+    checkpoint = short_run / "checkpoint.pt"
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--buffer",
+                             str(short_run / "buffer.npz"), "--out", str(tmp_path / "out.csv")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"plan_departure: error: {checkpoint} holds an untrained score network "
+                                     "(a run with act_mode=auto|score trains one)")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_forked_run_continues_from_the_same_step_under_its_changed_setting(short_run, tmp_path):
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "fork_run.py"
 

@@ -1,0 +1,102 @@
+"""How far the score network's plans depart from the policy prior, against how far Monte Carlo's do.
+
+    python benchmarks/plan_departure.py --checkpoint RUN/checkpoint.pt --buffer RUN/buffer.npz
+
+From ``--states`` replay states of a checkpoint, each sampler plans once
+from the start of an episode (no previous plan): the score network (its one
+plan, no Monte-Carlo steps), Monte Carlo (section 4), and Monte Carlo with
+every denoised mean averaged over ``--average`` independent estimates (the
+expectation the network regresses onto, up to that many estimates' noise).
+Each sampler plans twice, so that the distance between two of its own draws
+is the noise floor of the others. Prints and writes the RMS distance between
+the first actions of every pair, and to the policy prior's mean action.
+
+With ``score_anchor=prior`` the network is built around that mean action: if
+its plans stay near it while Monte Carlo's do not, the network has not
+learned the departure; if the averaged Monte-Carlo plans stay near it too,
+the departure is noise the regression rightly averages away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbdpo.agent import Agent
+from mbdpo.analysis.runs import write_csv
+from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.errors import ConfigError, exit_on_user_error
+from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def first_actions(agent: Agent, z: torch.Tensor, denoise: DenoiseFn) -> torch.Tensor:
+    """First actions ``[B, A]`` of the reverse chains from ``z [B, L]`` with denoiser ``denoise``, each
+    started as at an episode start (no previous plan)."""
+    cfg, planner = agent.cfg, agent.planner
+    starts = planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
+    plans, _ = reverse_diffusion(denoise, starts, planner.schedule_on(z.device), planner.stochastic)
+    return plans.clamp(-1, 1)[:, 0]
+
+
+def averaged_monte_carlo_denoiser(agent: Agent, z: torch.Tensor, estimates: int) -> DenoiseFn:
+    """The average of ``estimates`` independent Monte-Carlo denoised means from ``z [B, L]`` (1: the
+    Monte-Carlo sampler's own)."""
+    schedule = agent.planner.schedule_on(z.device)
+    denoisers = [monte_carlo_denoiser(agent.model, agent.cfg, schedule, z) for _ in range(estimates)]
+
+    def averaged(x_tau: torch.Tensor, tau: int) -> torch.Tensor:
+        return torch.stack([denoise(x_tau, tau) for denoise in denoisers]).mean(0)
+
+    return averaged
+
+
+def rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b) ** 2).mean().sqrt())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--buffer", required=True)
+    parser.add_argument("--states", type=int, default=96)
+    parser.add_argument("--average", type=int, default=16, help="Monte-Carlo estimates averaged per denoised mean")
+    parser.add_argument("--out", type=Path, default=RESULTS / "plan_departure.csv")
+    args = parser.parse_args()
+    agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
+    if not agent.score_network.trained:
+        raise ConfigError(f"{args.checkpoint} holds an untrained score network (a run with act_mode=auto|score "
+                          "trains one)")
+    cfg = agent.cfg
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    buffer.load(Path(args.buffer))
+    rng = np.random.default_rng(0)
+    obs = torch.as_tensor(buffer.obs[rng.choice(buffer.rows_used, args.states, replace=False)], dtype=torch.float32)
+    torch.manual_seed(0)
+    agent.model.eval()
+    with torch.no_grad():
+        z = agent.model.encode(obs)
+        actions = {"prior mean": agent.model.pi(z)[1]["mean"]}
+        schedule = agent.planner.schedule_on(z.device)
+        for draw in (1, 2):
+            network = score_network_denoiser(agent.score_network, agent.model, schedule, z)
+            actions[f"network {draw}"] = first_actions(agent, z, network)
+            actions[f"monte carlo {draw}"] = first_actions(agent, z, averaged_monte_carlo_denoiser(agent, z, 1))
+            actions[f"monte carlo averaged {draw}"] = first_actions(
+                agent, z, averaged_monte_carlo_denoiser(agent, z, args.average))
+    rows = [{"checkpoint": args.checkpoint, "states": args.states, "average": args.average,
+             "first": first, "second": second, "rms": round(rms(actions[first], actions[second]), 4)}
+            for first, second in itertools.combinations(actions, 2)]
+    for row in rows:
+        print(f"{row['first']:>24} vs {row['second']:<24} {row['rms']:.3f}")
+    write_csv(args.out, rows)
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main, "plan_departure")
