@@ -73,8 +73,14 @@ def main() -> None:
         raise ConfigError(f"{args.checkpoint} holds an untrained score network (a run with act_mode=auto|score "
                           "trains one)")
     cfg = agent.cfg
+    if cfg.multitask:
+        raise ConfigError(f"{args.checkpoint} is a multi-task agent; plan_departure.py takes single-task ones")
+    if args.average < 1:
+        raise ConfigError(f"--average={args.average} must be at least 1")
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(Path(args.buffer))
+    if not 1 <= args.states <= buffer.rows_used:
+        raise ConfigError(f"--states={args.states} must be in [1, {buffer.rows_used}] (the buffer's rows)")
     rng = np.random.default_rng(0)
     obs = torch.as_tensor(buffer.obs[rng.choice(buffer.rows_used, args.states, replace=False)], dtype=torch.float32)
     torch.manual_seed(0)
