@@ -31,6 +31,7 @@ from mbdpo.analysis.runs import write_csv
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
+from score_fit import episode_rows  # benchmarks/ is the script's own directory, first on sys.path
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -79,10 +80,11 @@ def main() -> None:
         raise ConfigError(f"--average={args.average} must be at least 1")
     buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
     buffer.load(Path(args.buffer))
-    if not 1 <= args.states <= buffer.rows_used:
-        raise ConfigError(f"--states={args.states} must be in [1, {buffer.rows_used}] (the buffer's rows)")
+    stored = episode_rows(buffer, np.arange(len(buffer.episode_start)))
+    if not 1 <= args.states <= len(stored):
+        raise ConfigError(f"--states={args.states} must be in [1, {len(stored)}] (the states the buffer stores)")
     rng = np.random.default_rng(0)
-    obs = torch.as_tensor(buffer.obs[rng.choice(buffer.rows_used, args.states, replace=False)], dtype=torch.float32)
+    obs = torch.as_tensor(buffer.obs[rng.choice(stored, args.states, replace=False)], dtype=torch.float32)
     torch.manual_seed(0)
     agent.model.eval()
     with torch.no_grad():
