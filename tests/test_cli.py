@@ -372,36 +372,28 @@ def test_latent_plot_of_a_checkpoint_and_refusal_of_task_embeddings_for_one_task
 
 
 def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run, tmp_path):
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "chain_age.py"
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
 
-    def chain_age(checkpoint: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--out",
-                               str(tmp_path / "out.csv")], capture_output=True, text=True)
+    def benchmark(name: str, checkpoint: Path, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(benchmarks / name), "--checkpoint", str(checkpoint), *options,
+                               "--out", str(tmp_path / "out.csv")], capture_output=True, text=True)
 
     missing = tmp_path / "missing.pt"
-    result = chain_age(missing)
+    result = benchmark("chain_age.py", missing)
     assert result.returncode == 2
     assert result.stderr.strip() == f"chain_age: error: checkpoint {str(missing)!r} does not exist"
     # the script's own check of its input (a Monte-Carlo run's checkpoint has no chain memory) ends the same way
-    result = chain_age(short_run / "checkpoint.pt")
+    result = benchmark("chain_age.py", short_run / "checkpoint.pt")
     assert result.returncode == 2
     assert result.stderr.strip() == (f"chain_age: error: {short_run / 'checkpoint.pt'} holds no chain memory "
                                      "(a run with act_mode=auto|score score_target=chain has one)")
+    result = benchmark("plan_departure.py", short_run / "checkpoint.pt", "--buffer", str(short_run / "buffer.npz"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"plan_departure: error: {short_run / 'checkpoint.pt'} holds an untrained "
+                                     "score network (a run with act_mode=auto|score trains one)")
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
-
-
-def test_plan_departure_refuses_a_checkpoint_whose_score_network_never_trained(short_run, tmp_path):
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / "plan_departure.py"
-    checkpoint = short_run / "checkpoint.pt"
-    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(checkpoint), "--buffer",
-                             str(short_run / "buffer.npz"), "--out", str(tmp_path / "out.csv")],
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"plan_departure: error: {checkpoint} holds an untrained score network "
-                                     "(a run with act_mode=auto|score trains one)")
-    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_forked_run_continues_from_the_same_step_under_its_changed_setting(short_run, tmp_path):
