@@ -52,15 +52,19 @@ from mbdpo.planning.score_matching import return_guidance_loss, sampler_inputs
 from mbdpo.training.evaluate import episode_rewards_text, evaluate, summarise
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Each setting names every option it compares, so a checkpoint's own choice (say score_anchor=prior) never
+# leaks into a setting meant without it.
 SETTINGS = {
     f"{inputs} {states}x{samples}": {"score_target": "denoiser", "score_replay_chains": 0, "score_inputs": inputs,
-                                     "score_states": states, "score_samples": samples}
+                                     "score_states": states, "score_samples": samples, "score_anchor": "none",
+                                     "score_return_coef": 0.0}
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
 SETTINGS["mixed 32x32, prior anchor"] = {**SETTINGS["mixed 32x32"], "score_anchor": "prior"}
 # The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
-SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0}
+SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0, "score_anchor": "none",
+                        "score_return_coef": 0.0}
 SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
 SETTINGS["chain 256, return 1"] = {**SETTINGS["chain 256"], "score_return_coef": 1.0}
 SETTINGS["chain 256, return 1 at replay states"] = SETTINGS["chain 256"]

@@ -430,3 +430,16 @@ def test_passenger_summary_pairs_each_way_with_monte_carlo_by_episode(monkeypatc
     # differences 2, -2, 6: mean 2, std 4, standard error 4 / sqrt(3); two of three episodes won
     assert network == {"way": "network", "mean": 22.0, "std": 12.5, "percent_of_mc": 110.0,
                        "paired_difference": 2.0, "standard_error": 2.3, "better_than_mc": 2}
+
+
+def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from score_fit import SETTINGS
+
+    # a run trained with the prior anchor and return guidance: only the settings named so may keep them
+    checkpoint_config = Config(score_anchor="prior", score_return_coef=1.0)
+    for name, overrides in SETTINGS.items():
+        cfg = Config.from_dict({**checkpoint_config.to_dict(), **overrides})
+        assert cfg.score_anchor == ("prior" if "prior anchor" in name else "none"), name
+        assert cfg.score_return_coef == (1.0 if "return 1" in name and "replay" not in name else 0.0), name
+
