@@ -15,6 +15,15 @@ With ``score_anchor=prior`` the network is built around that mean action: if
 its plans stay near it while Monte Carlo's do not, the network has not
 learned the departure; if the averaged Monte-Carlo plans stay near it too,
 the departure is noise the regression rightly averages away.
+
+``--steps-out FILE`` also follows each chain step by step: along the
+network's chain and along Monte Carlo's, at every diffusion step tau, the
+RMS distance (over the whole plan) between the network's denoised mean and
+the averaged Monte-Carlo one at the input the chain visited, and of each
+from the prior's mean plan and from the identity clamp(x_tau / sqrt(alpha_bar))
+(the input itself, denoised by nothing). It tells where the two chains part:
+whether the network follows Monte Carlo's denoised means where its own
+chain goes, and where Monte Carlo's goes.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from mbdpo.analysis.runs import write_csv
 from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
+from mbdpo.planning.rollout import policy_mean_plan
 from score_fit import episode_rows  # benchmarks/ is the script's own directory, first on sys.path
 
 RESULTS = Path(__file__).parent / "results"
@@ -61,6 +71,33 @@ def rms(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(((a - b) ** 2).mean().sqrt())
 
 
+def step_distances(agent: Agent, z: torch.Tensor, chains: dict[str, DenoiseFn], network: DenoiseFn,
+                   averaged: DenoiseFn) -> list[dict]:
+    """Along the reverse chain of each of ``chains`` (name -> denoiser) from ``z [B, L]``, at every tau: RMS
+    distances between the ``network``'s and the ``averaged`` Monte-Carlo denoised means at the visited
+    input, the policy prior's mean plan and the identity clamp(x_tau / sqrt(alpha_bar)). One row per
+    chain and tau, noisiest first."""
+    cfg, planner = agent.cfg, agent.planner
+    schedule = planner.schedule_on(z.device)
+    prior = torch.tanh(policy_mean_plan(agent.model, z, cfg.horizon))
+    starts = planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
+    rows = []
+    for chain, denoise in chains.items():
+        _, visited = reverse_diffusion(denoise, starts, schedule, planner.stochastic)
+        for tau in reversed(range(schedule.steps)):
+            x_tau, alpha_bar = visited[tau], schedule.alpha_bar[tau]
+            identity = (x_tau / alpha_bar.sqrt()).clamp(-1, 1)
+            by_network, by_monte_carlo = network(x_tau, tau), averaged(x_tau, tau)
+            rows.append({"chain": chain, "tau": tau, "alpha_bar": round(float(alpha_bar), 4),
+                         "network_to_monte_carlo": round(rms(by_network, by_monte_carlo), 4),
+                         "network_to_prior": round(rms(by_network, prior), 4),
+                         "monte_carlo_to_prior": round(rms(by_monte_carlo, prior), 4),
+                         "network_to_identity": round(rms(by_network, identity), 4),
+                         "monte_carlo_to_identity": round(rms(by_monte_carlo, identity), 4)})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
@@ -68,6 +105,7 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=96)
     parser.add_argument("--average", type=int, default=16, help="Monte-Carlo estimates averaged per denoised mean")
     parser.add_argument("--out", type=Path, default=RESULTS / "plan_departure.csv")
+    parser.add_argument("--steps-out", type=Path, help="also write the step-by-step distances along each chain here")
     args = parser.parse_args()
     agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
     if not agent.score_network.trained:
@@ -104,6 +142,13 @@ def main() -> None:
         print(f"{row['first']:>24} vs {row['second']:<24} {row['rms']:.3f}")
     write_csv(args.out, rows)
     print(f"written: {args.out}")
+    if args.steps_out:
+        with torch.no_grad():
+            network = score_network_denoiser(agent.score_network, agent.model, schedule, z)
+            chains = {"network": network, "monte carlo": averaged_monte_carlo_denoiser(agent, z, 1)}
+            write_csv(args.steps_out, step_distances(agent, z, chains, network,
+                                                     averaged_monte_carlo_denoiser(agent, z, args.average)))
+        print(f"written: {args.steps_out}")
 
 
 if __name__ == "__main__":

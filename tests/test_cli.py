@@ -443,3 +443,31 @@ def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(
         assert cfg.score_anchor == ("prior" if "prior anchor" in name else "none"), name
         assert cfg.score_return_coef == (1.0 if "return 1" in name and "replay" not in name else 0.0), name
 
+
+
+def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from plan_departure import step_distances
+
+    from mbdpo.agent import Agent
+    from mbdpo.planning.rollout import policy_mean_plan
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    schedule = agent.planner.schedule_on(torch.device("cpu"))
+    with torch.no_grad():
+        z = agent.model.encode(torch.randn(4, agent.cfg.obs_dim))
+        prior = torch.tanh(policy_mean_plan(agent.model, z, agent.cfg.horizon))
+
+    def identity(x_tau: torch.Tensor, tau: int) -> torch.Tensor:  # denoises nothing
+        return (x_tau / schedule.alpha_bar[tau].sqrt()).clamp(-1, 1)
+
+    def to_prior(x_tau: torch.Tensor, tau: int) -> torch.Tensor:  # always the prior's mean plan
+        return prior
+
+    with torch.no_grad():
+        rows = step_distances(agent, z, {"identity": identity, "prior": to_prior}, identity, to_prior)
+    assert [(r["chain"], r["tau"]) for r in rows] == [(chain, tau) for chain in ("identity", "prior")
+                                                      for tau in reversed(range(schedule.steps))]
+    for row in rows:
+        assert row["network_to_identity"] == 0 and row["monte_carlo_to_prior"] == 0
+        assert row["network_to_monte_carlo"] == row["network_to_prior"] == row["monte_carlo_to_identity"] > 0
