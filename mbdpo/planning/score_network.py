@@ -27,7 +27,10 @@ hold within ~1,000 steps (benchmarks/NOTES.md), and the prior follows them.
 so an old chain's target minus a newer prior is learned as the departure;
 ``chain`` trains with the prior's plan stored with the chain, made by the
 same model as the chain, so the departure is measured within one model. Both
-act around the current prior.
+act around the current prior. That is also their limit: on two walker-walk
+models where Monte Carlo's plans lie far from the prior's, new anchored
+networks returned what the prior alone does, unanchored ones 70 % and 91 %
+of Monte Carlo (benchmarks/NOTES.md, "Where the two chains part").
 
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
