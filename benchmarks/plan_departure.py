@@ -28,7 +28,6 @@ chain goes, and where Monte Carlo's goes.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import policy_mean_plan
-from score_fit import episode_rows  # benchmarks/ is the script's own directory, first on sys.path
+from score_fit import checkpoint_and_buffer_parser, episode_rows  # benchmarks/ is the script's own directory, first on sys.path
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -99,9 +98,7 @@ def step_distances(agent: Agent, z: torch.Tensor, chains: dict[str, DenoiseFn], 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--buffer", required=True)
+    parser = checkpoint_and_buffer_parser(__doc__)
     parser.add_argument("--states", type=int, default=96)
     parser.add_argument("--average", type=int, default=16, help="Monte-Carlo estimates averaged per denoised mean")
     parser.add_argument("--out", type=Path, default=RESULTS / "plan_departure.csv")

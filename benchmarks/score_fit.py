@@ -197,10 +197,17 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def checkpoint_and_buffer_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of a script that reads a checkpoint and its run's replay buffer: ``--checkpoint``,
+    ``--buffer``; ``description`` is the script's docstring."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--buffer", required=True)
+    return parser
+
+
+def main() -> None:
+    parser = checkpoint_and_buffer_parser(__doc__)
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--check-every", type=int, default=250)
     parser.add_argument("--check-states", type=int, default=32)
