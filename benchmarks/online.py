@@ -20,7 +20,10 @@
   cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains; on walker-walk also act_mode=auto with denoiser targets
-  (``diffusion-cpu-auto``: fresh targets at 32 replay states per update).
+  (``diffusion-cpu-auto``: fresh targets at 32 replay states per update),
+  that around the policy prior's plan (``-anchored``), and, forked from
+  those two with ``benchmarks/fork_run.py``, with four score-matching steps
+  per update (``-anchored-x4`` at 12.5k, ``-x4`` at 20k).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
   Its 5 x 256 point is the core suite's MBDPO run (same settings and seed).
@@ -116,6 +119,8 @@ RUNS: dict[tuple[str, str], dict] = {
     ("walker-walk", "diffusion-cpu-auto-anchored-x4"): {
         **MC_CPU_20X64, "act_mode": "auto", "score_anchor": "prior", "score_updates": 4,
     },
+    # forked from diffusion-cpu-auto at 20k: four score-matching steps per update, without the anchor
+    ("walker-walk", "diffusion-cpu-auto-x4"): {**MC_CPU_20X64, "act_mode": "auto", "score_updates": 4},
     ("cartpole-swingup", "diffusion-cpu-auto-chain"): {**MC_CPU, **AUTO_CHAIN, "score_chains": 10_000},
     **{(task, "diffusion-cpu-auto-chain-refresh"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REFRESH}
        for task in CORE_TASKS},
