@@ -40,7 +40,8 @@ from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import policy_mean_plan
-from score_fit import checkpoint_and_buffer_parser, episode_rows  # benchmarks/ is the script's own directory, first on sys.path
+# benchmarks/ is the script's own directory, first on sys.path
+from score_fit import checkpoint_and_buffer_parser, episode_rows
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -74,8 +75,8 @@ def step_distances(agent: Agent, z: torch.Tensor, chains: dict[str, DenoiseFn], 
                    averaged: DenoiseFn) -> list[dict]:
     """Along the reverse chain of each of ``chains`` (name -> denoiser) from ``z [B, L]``, at every tau: RMS
     distances between the ``network``'s and the ``averaged`` Monte-Carlo denoised means at the visited
-    input, the policy prior's mean plan and the identity clamp(x_tau / sqrt(alpha_bar)). One row per
-    chain and tau, noisiest first."""
+    input, the policy prior's mean plan and the identity clamp(x_tau / sqrt(alpha_bar)); every chain starts
+    from the same draw. One row per chain and tau, noisiest first."""
     cfg, planner = agent.cfg, agent.planner
     schedule = planner.schedule_on(z.device)
     prior = torch.tanh(policy_mean_plan(agent.model, z, cfg.horizon))
