@@ -46,12 +46,17 @@ from score_fit import checkpoint_and_buffer_parser, episode_rows
 RESULTS = Path(__file__).parent / "results"
 
 
+def episode_starts(agent: Agent, z: torch.Tensor) -> torch.Tensor:
+    """Reverse-chain inputs at tau = N-1 ``[B, H, A]`` for the latents ``z [B, L]``, as at an episode start."""
+    cfg = agent.cfg
+    return agent.planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
+
+
 def first_actions(agent: Agent, z: torch.Tensor, denoise: DenoiseFn) -> torch.Tensor:
     """First actions ``[B, A]`` of the reverse chains from ``z [B, L]`` with denoiser ``denoise``, each
     started as at an episode start (no previous plan)."""
-    cfg, planner = agent.cfg, agent.planner
-    starts = planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
-    plans, _ = reverse_diffusion(denoise, starts, planner.schedule_on(z.device), planner.stochastic)
+    planner = agent.planner
+    plans, _ = reverse_diffusion(denoise, episode_starts(agent, z), planner.schedule_on(z.device), planner.stochastic)
     return plans.clamp(-1, 1)[:, 0]
 
 
@@ -80,7 +85,7 @@ def step_distances(agent: Agent, z: torch.Tensor, chains: dict[str, DenoiseFn], 
     cfg, planner = agent.cfg, agent.planner
     schedule = planner.schedule_on(z.device)
     prior = torch.tanh(policy_mean_plan(agent.model, z, cfg.horizon))
-    starts = planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
+    starts = episode_starts(agent, z)
     rows = []
     for chain, denoise in chains.items():
         _, visited = reverse_diffusion(denoise, starts, schedule, planner.stochastic)
@@ -141,8 +146,7 @@ def main() -> None:
     write_csv(args.out, rows)
     print(f"written: {args.out}")
     if args.steps_out:
-        with torch.no_grad():
-            network = score_network_denoiser(agent.score_network, agent.model, schedule, z)
+        with torch.no_grad():  # the network denoiser of the draws above: it is deterministic
             chains = {"network": network, "monte carlo": averaged_monte_carlo_denoiser(agent, z, 1)}
             write_csv(args.steps_out, step_distances(agent, z, chains, network,
                                                      averaged_monte_carlo_denoiser(agent, z, args.average)))
