@@ -22,7 +22,11 @@ and with guidance, at 0.25 replay chains; ``anchor-time`` compares no anchor,
 the current prior's plan as the anchor of old chains (``prior``) and the plan
 the prior made when each chain was planned (``chain``), at 0.25 replay chains
 per update and, without and with that anchor, at 0.05; ``chain-rate`` only
-0.25 and 0.05 replay chains, cheap enough to repeat with ``--seed N``. Results:
+0.25 and 0.05 replay chains, cheap enough to repeat with ``--seed N``;
+``denoiser-anchor`` trains on fresh Monte-Carlo targets instead (the
+default ``score_target=denoiser``, 32 states x 32 samples per update) without
+the prior, around it (``score_anchor=prior``), and with the prior's plan as
+an input (``score_anchor=input``). Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``; with ``--seed N`` other than
@@ -76,6 +80,8 @@ from mbdpo.training.stop import RunStopped
 from online import COMMON, CORE_MBDPO, HERE, RESULTS
 
 SHARED = {"act_mode": "auto", "score_target": "chain", "score_states": 256, "score_chains": 1000}
+# Fresh Monte-Carlo denoised means at 32 of the batch's states, 32 samples each: the defaults, which store no chains.
+DENOISER = {"score_target": "denoiser", "score_states": 32, "score_replay_chains": 0.0}
 # Sets of passengers (--set), each run in its own directory, passengers-<set>. Passengers with the same
 # score_replay_chains share one chain memory, which the first of them fills.
 PASSENGER_SETS = {
@@ -109,13 +115,18 @@ PASSENGER_SETS = {
         "chain": {"score_replay_chains": 0.25},
         "chain0.05": {"score_replay_chains": 0.05},
     },
+    "denoiser-anchor": {  # fresh Monte-Carlo targets (the default) without the prior, around it, or fed it as an input
+        "denoiser": {**DENOISER, "score_anchor": "none"},
+        "denoiser+anchor": {**DENOISER, "score_anchor": "prior"},
+        "denoiser+prior-input": {**DENOISER, "score_anchor": "input"},
+    },
 }
 PASSENGERS_FILE = "passengers.pt"
 
 
 def passenger(host: Agent, overrides: dict) -> Agent:
     """An agent with its own score network, optimiser and settings, on ``host``'s world model and Q scale."""
-    cfg = dataclasses.replace(host.cfg, **SHARED, **overrides)
+    cfg = dataclasses.replace(host.cfg, **{**SHARED, **overrides})
     cfg.validate()
     rider = Agent(cfg, host.device)
     rider.model, rider.q_scale = host.model, host.q_scale
@@ -142,12 +153,13 @@ class PassengerTrainer(OnlineTrainer):
         # the first with score_anchor=chain if any (its memory keeps the prior's plans as well), else the first.
         names_of_rate: dict[float, list[str]] = {}
         for name, rider in self.passengers.items():
-            names_of_rate.setdefault(rider.cfg.score_replay_chains, []).append(name)
+            if rider.chains is not None:  # score_target=denoiser keeps no chains
+                names_of_rate.setdefault(rider.cfg.score_replay_chains, []).append(name)
         planner_of_rate = {rate: next((name for name in names if self.passengers[name].chains.anchored), names[0])
                            for rate, names in names_of_rate.items()}
         for name, rider in self.passengers.items():
-            planner = planner_of_rate[rider.cfg.score_replay_chains]
-            if name != planner:
+            planner = planner_of_rate.get(rider.cfg.score_replay_chains)
+            if rider.chains is not None and name != planner:
                 rider.chains = self.passengers[planner].chains
                 rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
         self.chain_planners = set(planner_of_rate.values())  # the passengers whose chains are saved

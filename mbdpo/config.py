@@ -148,8 +148,9 @@ class Config:
     # The network's term that does not follow x_tau: tanh(v) ("none"), or tanh(prior + v) around the policy
     # prior's mean plan, which tracks the model as the prior is trained. The network learns Monte Carlo's
     # departure from the prior: from the current prior's plan ("prior"), or, with score_target=chain, from
-    # the plan the prior made when each chain was planned ("chain": stored with it, by the same model)
-    score_anchor: Literal["none", "prior", "chain"] = "none"
+    # the plan the prior made when each chain was planned ("chain": stored with it, by the same model).
+    # "input": the current prior's plan is one of the network's inputs instead, and the term stays tanh(v)
+    score_anchor: Literal["none", "prior", "chain", "input"] = "none"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000
@@ -325,7 +326,7 @@ class Config:
         if self.score_anchor == "chain" and (self.score_target != "chain" or self.act_mode == "mc"):
             raise ConfigError(f"score_anchor=chain stores the prior's plan with each chain of act_mode=auto|score "
                               f"score_target=chain, not act_mode={self.act_mode} score_target={self.score_target}; "
-                              "valid otherwise: score_anchor=none|prior")
+                              "valid otherwise: score_anchor=none|prior|input")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
         if not 0 <= self.score_replay_chains <= min(self.batch_size, self.score_chains):

@@ -264,7 +264,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     (["train", "act_mode=auto", "score_target=chain", "score_replay_chains=1", "score_refresh=0.1"],
      ["score_refresh=0.1", "score_replay_chains=1", "one of them 0"]),
     (["train", "act_mode=score", "score_candidates=0"], ["score_candidates=0", ">= 1"]),
-    (["train", "act_mode=auto", "score_anchor=chain"], ["score_anchor=chain", "score_target=denoiser", "none|prior"]),
+    (["train", "act_mode=auto", "score_anchor=chain"], ["score_anchor=chain", "score_target=denoiser", "none|prior|input"]),
     (["train", "act_mode=auto", "diffusion_kernel=warm", "score_candidates=64"],
      ["score_candidates=64", "diffusion_kernel=stochastic", "score_candidates=1"]),
     (["eval", "checkpoint=/nonexistent/checkpoint.pt"], ["'/nonexistent/checkpoint.pt'", "does not exist"]),

@@ -334,7 +334,7 @@ def counting_rollouts(agent: Agent) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("anchor", ["none", "prior", "chain"])
+@pytest.mark.parametrize("anchor", ["none", "prior", "chain", "input"])
 def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollouts(anchor):
     agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor=anchor)
     obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
@@ -350,20 +350,20 @@ def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollou
     assert torch.equal(agent.chains.obs[19], torch.as_tensor(obs[19]))
     calls = counting_rollouts(agent)
     metrics = agent.update_score_network(batch, torch.zeros(16, 16))
-    # No Monte Carlo; with the current prior's anchor, one rollout of its mean plan (H - 1 dynamics calls);
-    # the anchors stored with the chains need none.
+    # No Monte Carlo; with the current prior's plan (anchor or input), one rollout of its mean plan
+    # (H - 1 dynamics calls); the anchors stored with the chains need none.
     assert metrics["score_loss"] > 0 and agent.score_network.trained
-    assert len(calls) == (agent.cfg.horizon - 1 if anchor == "prior" else 0)
+    assert len(calls) == (agent.cfg.horizon - 1 if anchor in ("prior", "input") else 0)
     denoiser = tiny_agent(act_mode="auto")  # the test can fail: the Monte-Carlo a_bar target rolls out
     calls = counting_rollouts(denoiser)
     denoiser.update(random_batch(denoiser.cfg))
     assert calls
 
 
-@pytest.mark.parametrize("anchor", ["none", "prior"])
+@pytest.mark.parametrize("anchor", ["none", "prior", "input"])
 def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(anchor):
     """score_anchor=prior: the network's teleport term starts at the prior's mean plan, rolled out by the
-    model with the prior's mean actions; without an anchor it starts at 0."""
+    model with the prior's mean actions; without an anchor, or with the prior's plan as an input, at 0."""
     agent = tiny_agent(act_mode="auto", score_target="chain", score_anchor=anchor)
     cfg, model, network = agent.cfg, agent.model, agent.score_network
     with torch.no_grad():
@@ -377,7 +377,25 @@ def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(ancho
             expected.append(mean_action if anchor == "prior" else torch.zeros_like(mean_action))
             latent = model.next(latent, mean_action)
     torch.testing.assert_close(plan, torch.stack(expected, dim=1))
-    assert anchor == "none" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
+    assert anchor != "prior" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
+
+
+@pytest.mark.parametrize("anchor", ["none", "input"])
+def test_the_input_anchor_shows_the_network_the_current_prior(anchor):
+    """score_anchor=input: the same network, latents and inputs denoise differently once the policy prior
+    moves, and acting with it rolls the prior's plan out once; without an anchor the prior plays no part."""
+    agent = tiny_agent(act_mode="score", score_anchor=anchor)
+    network, model = agent.score_network, agent.model
+    schedule = agent.planner.schedule_on(torch.device("cpu"))
+    torch.nn.init.normal_(network.net[-1].weight)  # a network whose output follows all its inputs
+    z, x_tau = torch.randn(3, agent.cfg.latent_dim), torch.randn(3, agent.cfg.horizon, agent.cfg.action_dim)
+    with torch.no_grad():
+        calls = counting_rollouts(agent)
+        before = score_network_denoiser(network, model, schedule, z)(x_tau, 1)
+        assert len(calls) == (agent.cfg.horizon - 1 if anchor == "input" else 0)
+        torch.nn.init.normal_(model.policy_head[-1].weight)  # the prior moves
+        after = score_network_denoiser(network, model, schedule, z)(x_tau, 1)
+    assert (after - before).abs().max() > 1e-3 if anchor == "input" else torch.equal(after, before)
 
 
 def test_chain_anchors_are_the_prior_plans_of_the_chains_time_and_train_the_network():

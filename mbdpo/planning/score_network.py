@@ -32,6 +32,11 @@ models where Monte Carlo's plans lie far from the prior's, new anchored
 networks returned what the prior alone does, unanchored ones 70 % and 91 %
 of Monte Carlo (benchmarks/NOTES.md, "Where the two chains part").
 
+``score_anchor=input`` gives the network the current prior's plan (after its
+tanh) as one more input instead, and leaves the output free: tanh(v). The
+network sees what the current model prefers, which follows the model as it
+trains, without being pulled back to it.
+
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
 """
@@ -62,7 +67,8 @@ class ScoreNetwork(nn.Module):
         super().__init__()
         self.horizon, self.action_dim, self.anchor = cfg.horizon, cfg.action_dim, cfg.score_anchor
         plan_dim = cfg.horizon * cfg.action_dim
-        inputs = cfg.latent_dim + cfg.task_dim + plan_dim + TAU_EMBEDDING_DIM
+        prior_plan_dim = plan_dim if self.anchor == "input" else 0
+        inputs = cfg.latent_dim + cfg.task_dim + plan_dim + prior_plan_dim + TAU_EMBEDDING_DIM
         self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], 2 * plan_dim)  # gate logits and values
         init_weights(self)
         zero_output_layer(self.net)
@@ -79,14 +85,17 @@ class ScoreNetwork(nn.Module):
         anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Denoised mean ``[B, H, A]`` from latents ``z [B, L]``, inputs ``x_tau [B, H, A]``, steps
-        ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]`` (default 0): see the module's doc."""
+        ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's plan before its tanh
+        (required unless ``score_anchor=none``): see the module's doc."""
         parts = [z, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
             parts.insert(1, task_embedding)
+        if self.anchor == "input":
+            parts.append(torch.tanh(anchor).flatten(1))
         gate_logit, value = self.net(torch.cat(parts, dim=-1)).view(-1, 2, self.horizon, self.action_dim).unbind(1)
         gate = torch.sigmoid(gate_logit)
         identity = (x_tau / alpha_bar.view(-1, 1, 1).sqrt()).clamp(-1, 1)
-        teleport = torch.tanh(value if anchor is None else anchor + value)
+        teleport = torch.tanh(value if self.anchor in ("none", "input") else anchor + value)
         return gate * identity + (1 - gate) * teleport
 
     @property
