@@ -16,7 +16,9 @@ also climbs the return of its plans (``score_return_coef=1``). Network acting
 uses the network's one plan, without rollouts; the ``64 candidates`` rows act
 on the best of 64 by imagined return (``score_candidates=64``), the ``last k
 steps by MC`` rows refine the network's plan by Monte Carlo on the chain's
-last k steps (``score_mc_steps=k``). Run it on an
+last k steps (``score_mc_steps=k``); ``4 score updates`` takes four
+score-matching steps per update (``score_updates=4``), ``prior as input``
+feeds the network the policy prior's plan (``score_anchor=input``). Run it on an
 idle machine.
 """
 
@@ -45,6 +47,10 @@ CONFIGS = {
                                                                 "act_mode": "score", "score_mc_steps": 2},
     "diffusion cpu preset, act_mode=score, last 5 steps by MC": {"planner": "diffusion", "planner_preset": "cpu",
                                                                 "act_mode": "score", "score_mc_steps": 5},
+    "diffusion cpu preset, act_mode=score, 4 score updates": {"planner": "diffusion", "planner_preset": "cpu",
+                                                              "act_mode": "score", "score_updates": 4},
+    "diffusion cpu preset, act_mode=score, prior as input": {"planner": "diffusion", "planner_preset": "cpu",
+                                                             "act_mode": "score", "score_anchor": "input"},
     "diffusion 5x256 (former cpu preset)": {"planner": "diffusion", "planner_preset": "cpu", **FORMER_CPU_PRESET},
     "diffusion cpu preset, auto, chain": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN},
     "diffusion cpu preset, auto, chain, replay 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
