@@ -149,7 +149,8 @@ class Config:
     # prior's mean plan, which tracks the model as the prior is trained. The network learns Monte Carlo's
     # departure from the prior: from the current prior's plan ("prior"), or, with score_target=chain, from
     # the plan the prior made when each chain was planned ("chain": stored with it, by the same model).
-    # "input": the current prior's plan is one of the network's inputs instead, and the term stays tanh(v)
+    # "input": the current prior's plan is one of the network's inputs instead, and the term stays tanh(v);
+    # on walker-walk at 10k 69 % of Monte Carlo against 25 % for "none" and 108 % for "prior" (benchmarks/NOTES.md)
     score_anchor: Literal["none", "prior", "chain", "input"] = "none"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
@@ -163,7 +164,8 @@ class Config:
     score_replay_chains: float = 0.0
     score_states: int = 32
     # Score-matching steps per training update, each on the next score_states states of the batch, at
-    # score_updates times the cost; 4 gave no consistent gain on walker-walk (benchmarks/NOTES.md, "Four score updates")
+    # score_updates times the cost (2.5x per update at 4); on walker-walk 4 helped the unanchored network
+    # (67 % of Monte Carlo against 42 % at 22.5k), not the anchored one (benchmarks/NOTES.md, "Four score updates")
     score_updates: int = 1
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
