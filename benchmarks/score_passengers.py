@@ -151,15 +151,16 @@ class PassengerTrainer(OnlineTrainer):
         self.passengers = {name: passenger(self.agent, settings) for name, settings in passengers.items()}
         # One passenger of each replay-chain rate plans that rate's chains, the others of it only read them:
         # the first with score_anchor=chain if any (its memory keeps the prior's plans as well), else the first.
+        keeping_chains = {name: rider for name, rider in self.passengers.items()
+                          if rider.chains is not None}  # score_target=denoiser keeps none
         names_of_rate: dict[float, list[str]] = {}
-        for name, rider in self.passengers.items():
-            if rider.chains is not None:  # score_target=denoiser keeps no chains
-                names_of_rate.setdefault(rider.cfg.score_replay_chains, []).append(name)
+        for name, rider in keeping_chains.items():
+            names_of_rate.setdefault(rider.cfg.score_replay_chains, []).append(name)
         planner_of_rate = {rate: next((name for name in names if self.passengers[name].chains.anchored), names[0])
                            for rate, names in names_of_rate.items()}
-        for name, rider in self.passengers.items():
-            planner = planner_of_rate.get(rider.cfg.score_replay_chains)
-            if rider.chains is not None and name != planner:
+        for name, rider in keeping_chains.items():
+            planner = planner_of_rate[rider.cfg.score_replay_chains]
+            if name != planner:
                 rider.chains = self.passengers[planner].chains
                 rider.cfg = dataclasses.replace(rider.cfg, score_replay_chains=0.0)
         self.chain_planners = set(planner_of_rate.values())  # the passengers whose chains are saved

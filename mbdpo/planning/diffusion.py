@@ -216,7 +216,7 @@ def score_network_denoiser(
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
     In a multi-task model the unused action dimensions of each task are zeroed, as Monte Carlo does.
-    With ``score_anchor=prior|chain`` the network's anchor ``[B, H, A]`` is ``anchor`` if given (the
+    With ``score_anchor=prior|chain|input`` the network's anchor ``[B, H, A]`` is ``anchor`` if given (the
     anchors stored with the chains, when ``score_anchor=chain`` trains), else the policy prior's mean plan
     from ``z``, computed once, for every tau.
     ``copies`` > 1 denoises that many chains per latent of ``z [B, L]``: inputs ``[B * copies, H, A]``,
