@@ -43,6 +43,9 @@ class SingleProcess:
     def any(self, flag: bool) -> bool:
         return flag
 
+    def barrier(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -85,6 +88,10 @@ class DataParallel:
         value = torch.tensor([float(flag)], device=self.device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
+
+    def barrier(self) -> None:
+        """Wait until every process has come here (e.g., for rank 0's last evaluation and checkpoint)."""
+        dist.barrier()
 
     def close(self) -> None:
         dist.destroy_process_group()

@@ -137,8 +137,12 @@ class OfflineTrainer:
                     elif self.sync.any(stop.requested()):  # every process stops at the same update
                         if self.main:
                             self.save()
+                        self.sync.barrier()  # the processes leave together, once the checkpoint is written
                         # A process that got no signal itself (only another one did) stops as on SIGTERM.
                         raise RunStopped(self.run_dir, self.step, stop.signal or signal.SIGTERM)
+                # The other processes wait for rank 0's last evaluation and checkpoint, so that none tears its
+                # process group down while another still works (a process that left early was once aborted in CI).
+                self.sync.barrier()
         finally:
             bar.close()
             self._close()
