@@ -102,11 +102,12 @@ def test_rerunning_resumes_from_the_saved_step(short_run, tmp_path):
     assert fewer.returncode == 0 and "already complete at step 1,500 (steps=500)" in fewer.stdout, fewer.stderr
 
 
-def signal_once_logged(command: list[str], log: Path, signum: int) -> subprocess.CompletedProcess:
-    """Start ``mbdpo *command`` in a child process, send it ``signum`` once ``log`` (a CSV) has a row, and
-    wait for it to exit."""
-    child = subprocess.Popen([sys.executable, "-m", "mbdpo", *command], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+def signal_once_logged(command: list[str], log: Path, signum: int, launcher: tuple[str, ...] = ("-m", "mbdpo"),
+                       env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Start ``python *launcher *command`` (by default ``mbdpo *command``) in a child process, send it ``signum``
+    once ``log`` (a CSV) has a row, and wait for it to exit."""
+    child = subprocess.Popen([sys.executable, *launcher, *command], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 300
     while not (log.exists() and rows(log)) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

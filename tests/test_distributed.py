@@ -1,6 +1,7 @@
 """Data-parallel training: K processes with gloo give the parameters of one process on the combined batch."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from mbdpo.agent import Agent
 from mbdpo.config import Config
 from mbdpo.data.buffer import Batch
 from mbdpo.training.distributed import process_group
-from tests.test_cli import mbdpo_in_process, rows
+from tests.test_cli import mbdpo_in_process, rows, signal_once_logged
 from tests.test_multitask import TASKS, TINY, random_batch
 
 # Settings that make one update deterministic, so that the two runs can be compared exactly: both Q heads are
@@ -89,6 +90,16 @@ def test_torchrun_trains_offline_with_two_processes_and_rank_zero_writes(tmp_pat
     assert result.stdout.count("x 2 processes") == 1  # one header: rank 0 speaks
     assert [int(r["step"]) for r in rows(tmp_path / "run" / "train.csv")] == [20, 40]
     assert [int(r["step"]) for r in rows(tmp_path / "run" / "eval.csv")] == [0, 40]
+    # A SIGTERM to torchrun reaches every process; they stop at the same update, rank 0 checkpoints it.
+    stopped_dir = tmp_path / "stopped"
+    stopped = signal_once_logged(
+        ["train", "task=mt30", f"data_dir={data}", *TINY_CLI, "steps=100000", "log_freq=10", "eval_freq=100000",
+         "eval_episodes=1", f"run_dir={stopped_dir}"], stopped_dir / "train.csv", signal.SIGTERM,
+        launcher=("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "mbdpo"),
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert stopped.returncode != 0
+    step = torch.load(stopped_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert step >= 10 and stopped.stderr.count(f"stopped on SIGTERM at step {step:,}") == 2, stopped.stderr[-6000:]
     online = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
          "-m", "mbdpo", "train", "task=cartpole-swingup", *TINY_CLI, "steps=10"],
