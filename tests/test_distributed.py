@@ -56,6 +56,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_mbdpo() -> tuple[str, ...]:
+    """The arguments of ``python`` that start ``mbdpo`` in two torchrun processes, on a free port."""
+    return ("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "mbdpo")
+
+
 def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path):
     out = str(tmp_path / "state")
     mp.spawn(worker, args=(2, free_port(), out), nprocs=2, join=True)
@@ -81,9 +86,8 @@ def test_torchrun_trains_offline_with_two_processes_and_rank_zero_writes(tmp_pat
     collected = mbdpo_in_process("collect", "task=cartpole-swingup", "policy=random", "episodes=2", f"out={data}")
     assert collected.returncode == 0, collected.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
-         "-m", "mbdpo", "train", "task=mt30", f"data_dir={data}", *TINY_CLI, "steps=40", "log_freq=20",
-         "eval_freq=40", "eval_episodes=1", f"run_dir={tmp_path / 'run'}"],
+        [sys.executable, *torchrun_mbdpo(), "train", "task=mt30", f"data_dir={data}", *TINY_CLI, "steps=40",
+         "log_freq=20", "eval_freq=40", "eval_episodes=1", f"run_dir={tmp_path / 'run'}"],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-6000:]  # the failing process's own lines precede torchrun's report
@@ -95,14 +99,12 @@ def test_torchrun_trains_offline_with_two_processes_and_rank_zero_writes(tmp_pat
     stopped = signal_once_logged(
         ["train", "task=mt30", f"data_dir={data}", *TINY_CLI, "steps=100000", "log_freq=10", "eval_freq=100000",
          "eval_episodes=1", f"run_dir={stopped_dir}"], stopped_dir / "train.csv", signal.SIGTERM,
-        launcher=("-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()), "-m", "mbdpo"),
-        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        launcher=torchrun_mbdpo(), env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert stopped.returncode != 0
     step = torch.load(stopped_dir / "checkpoint.pt", weights_only=True)["step"]
     assert step >= 10 and stopped.stderr.count(f"stopped on SIGTERM at step {step:,}") == 2, stopped.stderr[-6000:]
     online = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
-         "-m", "mbdpo", "train", "task=cartpole-swingup", *TINY_CLI, "steps=10"],
+        [sys.executable, *torchrun_mbdpo(), "train", "task=cartpole-swingup", *TINY_CLI, "steps=10"],
         capture_output=True, text=True,
     )
     assert online.returncode != 0 and "is for offline multi-task runs" in online.stderr
