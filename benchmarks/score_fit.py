@@ -77,7 +77,7 @@ def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
                            for i in episodes])
 
 
-def replay_return_step(agent: Agent, z: torch.Tensor) -> None:
+def replay_return_step(agent: Agent, z: torch.Tensor, obs: torch.Tensor) -> None:
     """One more step of the score network: its denoised plans climb their imagined return J (paper eq. 10,
     :func:`~mbdpo.planning.score_matching.return_guidance_loss`) at the replay states of latents ``z [B, L]``,
     each at a random tau and at the input the network's own reverse chain visits there.
@@ -85,7 +85,8 @@ def replay_return_step(agent: Agent, z: torch.Tensor) -> None:
     ``score_return_coef`` ascends J only at the states of the stored chains; the policy prior ascends Q at
     every state of every batch. This asks whether the network, given the prior's states, acts like it."""
     cfg, schedule = agent.cfg, agent.planner.schedule_on(z.device)
-    network = score_network_denoiser(agent.score_network, agent.model, schedule, z)
+    network = score_network_denoiser(agent.score_network, agent.model, schedule, z,
+                                     state=agent.score_network.state_input(z, obs))
     tau = torch.randint(schedule.steps, (len(z),), device=z.device)
     with torch.no_grad():
         x_start = agent.planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))
@@ -192,7 +193,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         tick = time.perf_counter()
         agent.update_score_network(batch, z)
         if replay_return:
-            replay_return_step(agent, z)
+            replay_return_step(agent, z, batch.obs[0])
         seconds += time.perf_counter() - tick
     return rows
 

@@ -26,7 +26,9 @@ per update and, without and with that anchor, at 0.05; ``chain-rate`` only
 ``denoiser-anchor`` trains on fresh Monte-Carlo targets instead (the
 default ``score_target=denoiser``, 32 states x 32 samples per update) without
 the prior, around it (``score_anchor=prior``), and with the prior's plan as
-an input (``score_anchor=input``). Results:
+an input (``score_anchor=input``); ``observation`` trains the unanchored
+network on fresh targets with the latent z or with the observation as its
+state input (``score_state``). Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``; with ``--seed N`` other than
@@ -119,6 +121,10 @@ PASSENGER_SETS = {
         "denoiser": {**DENOISER, "score_anchor": "none"},
         "denoiser+anchor": {**DENOISER, "score_anchor": "prior"},
         "denoiser+prior-input": {**DENOISER, "score_anchor": "input"},
+    },
+    "observation": {  # the network's state input: the moving latent z, or the observation, whose space stays put
+        "denoiser": {**DENOISER, "score_anchor": "none"},
+        "denoiser+observation": {**DENOISER, "score_anchor": "none", "score_state": "observation"},
     },
 }
 PASSENGERS_FILE = "passengers.pt"

@@ -131,7 +131,7 @@ class Agent:
             action = (sample if explore else info["mean"])[0]
         else:
             with self._refreshing_chains(explore):
-                action = self.planner.act(z, task_tensor, explore=explore)
+                action = self.planner.act(z, task_tensor, explore=explore, obs=obs_tensor)
             if explore and self.store_acting_chains and self.planner.last_chain is not None:
                 self._store_chains(obs_tensor, z, task_tensor, *self.planner.last_chain)
         mask = self.model.action_mask(task_tensor)
@@ -280,14 +280,14 @@ class Agent:
             if self.cfg.score_replay_chains:
                 self._plan_replay_chains(batch, z)
             if self.chains is None:
-                z, x_tau, tau, target, task = self._denoiser_targets(z, batch.action, batch.task)
+                z, state, x_tau, tau, target, task = self._denoiser_targets(z, batch)
                 anchor = None
             elif len(self.chains) < self.cfg.score_states:
                 return {}
             else:
-                z, x_tau, tau, target, task, anchor = self._chain_targets()
+                z, state, x_tau, tau, target, task, anchor = self._chain_targets()
         schedule = self.planner.schedule_on(z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, state=state)
         denoised = network(x_tau, tau)
         metrics = {"score_loss": score_matching_loss(denoised, target)}
         loss = metrics["score_loss"]
@@ -310,22 +310,23 @@ class Agent:
         torch.nn.utils.clip_grad_norm_(self.score_network.parameters(), self.cfg.grad_clip_norm)
         self.score_optimizer.step()
 
-    def _denoiser_targets(self, z: torch.Tensor, actions: torch.Tensor, task: torch.Tensor | None) -> tuple:
+    def _denoiser_targets(self, z: torch.Tensor, batch: Batch) -> tuple:
         """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the
-        batch's first ``score_states`` states, each at a random diffusion step.
-        Returns (z, x_tau, tau, target a_bar, task)."""
+        batch's first ``score_states`` start states (latents ``z``), each at a random diffusion step.
+        Returns (z, the network's state input, x_tau, tau, target a_bar, task)."""
         cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
-        z, actions = z[: cfg.score_states], actions[:, : cfg.score_states].transpose(0, 1)
-        task = None if task is None else task[: cfg.score_states]
+        z, actions = z[: cfg.score_states], batch.action[:, : cfg.score_states].transpose(0, 1)
+        state = self.score_network.state_input(z, batch.obs[0][: cfg.score_states])
+        task = None if batch.task is None else batch.task[: cfg.score_states]
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, state=state)
         # The replay window stands in for the previous plan of the warm kernel.
         x_tau = training_inputs(
             cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
             self.planner.stochastic,
         )
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
-        return z, x_tau, tau, target, task
+        return z, state, x_tau, tau, target, task
 
     def _plan_replay_chains(self, batch: Batch, z: torch.Tensor) -> None:
         """Plan and store Monte-Carlo chains from the first of the batch's start states (latents ``z [B, L]``):
@@ -358,13 +359,13 @@ class Agent:
         """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;
         the input is what the chain visited there, the target its final plan (see
         :func:`~mbdpo.planning.score_matching.chain_pairs`). No rollouts.
-        Returns (z, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
+        Returns (z, the network's state input, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
         (``score_anchor=chain``), else None (a memory shared with such a network may hold them)."""
         obs, task, visited, plans, anchor = self.chains.sample(self.cfg.score_states, self.device)
         task = task if self.cfg.multitask else None
         z = self.model.encode(obs.float(), task)
         x_tau, tau = chain_pairs(visited)
-        return z, x_tau, tau, plans, task, anchor if self.cfg.score_anchor == "chain" else None
+        return z, self.score_network.state_input(z, obs), x_tau, tau, plans, task, anchor if self.cfg.score_anchor == "chain" else None
 
     @torch.no_grad()
     def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:
@@ -376,7 +377,8 @@ class Agent:
         """
         self.model.eval()
         task_tensor = self.task_tensor(task, len(obs))
-        z = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device), task_tensor)
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        z = self.model.encode(obs_tensor, task_tensor)
         schedule = self.planner.schedule_on(z.device)
         no_previous_plans = torch.zeros(len(z), self.cfg.horizon, self.cfg.action_dim, device=z.device)
 
@@ -384,7 +386,8 @@ class Agent:
             return plan_returns(self.model, z, plans, self.cfg.energy_eta, task_tensor)
 
         return check_score_network(
-            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor),
+            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor,
+                                   state=self.score_network.state_input(z, obs_tensor)),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,

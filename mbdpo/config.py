@@ -152,6 +152,9 @@ class Config:
     # "input": the current prior's plan is one of the network's inputs instead, and the term stays tanh(v);
     # on walker-walk at 10k 69 % of Monte Carlo against 25 % for "none" and 108 % for "prior" (benchmarks/NOTES.md)
     score_anchor: Literal["none", "prior", "chain", "input"] = "none"
+    # The network's state input: the encoder's latent z (the paper's s_theta(z, x_tau, tau)), or the state
+    # observation itself (symlog), whose space does not move as the encoder trains
+    score_state: Literal["latent", "observation"] = "latent"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000
@@ -329,6 +332,9 @@ class Config:
             raise ConfigError(f"score_anchor=chain stores the prior's plan with each chain of act_mode=auto|score "
                               f"score_target=chain, not act_mode={self.act_mode} score_target={self.score_target}; "
                               "valid otherwise: score_anchor=none|prior|input")
+        if self.score_state == "observation" and self.obs != "state":
+            raise ConfigError(f"score_state=observation takes state observations, not obs={self.obs}; "
+                              "valid: score_state=latent, or obs=state")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
         if not 0 <= self.score_replay_chains <= min(self.batch_size, self.score_chains):

@@ -398,6 +398,36 @@ def test_the_input_anchor_shows_the_network_the_current_prior(anchor):
     assert (after - before).abs().max() > 1e-3 if anchor == "input" else torch.equal(after, before)
 
 
+@pytest.mark.parametrize("target", ["denoiser", "chain"])
+@pytest.mark.parametrize("state", ["latent", "observation"])
+def test_an_observation_network_plans_the_same_when_the_encoder_moves(state, target):
+    """score_state=observation: the network reads the observation, so once trained (on either target) its
+    plan from one observation stays when the encoder moves; a network on the latent z plans anew."""
+    agent = tiny_agent(act_mode="score", score_state=state, score_target=target,
+                       score_replay_chains=8.0 if target == "chain" else 0.0)
+    metrics = agent.update(random_batch(agent.cfg))
+    assert agent.acting_mode == "score" and torch.isfinite(metrics["score_loss"])
+    torch.nn.init.normal_(agent.score_network.net[-1].weight)  # a network whose output follows all its inputs
+    obs = np.random.default_rng(1).normal(size=agent.cfg.obs_dim).astype(np.float32)
+
+    def first_action() -> np.ndarray:
+        torch.manual_seed(0)
+        agent.reset()
+        return agent.act(obs)
+
+    before = first_action()
+    with torch.no_grad():
+        for parameter in agent.model.encoder.parameters():
+            parameter.add_(torch.randn_like(parameter))  # the encoder moves
+    after = first_action()
+    assert np.array_equal(after, before) == (state == "observation"), (before, after)
+
+
+def test_observation_state_needs_state_observations():
+    with pytest.raises(ConfigError, match=re.escape("not obs=rgb; valid: score_state=latent, or obs=state")):
+        Config.from_overrides({"act_mode": "score", "score_state": "observation", "obs": "rgb"}).validate()
+
+
 def test_chain_anchors_are_the_prior_plans_of_the_chains_time_and_train_the_network():
     """score_anchor=chain: each stored chain keeps the prior's mean plan from its state by the model that
     planned it; after the prior moves, training still measures the chain's departure from that plan."""
@@ -414,11 +444,12 @@ def test_chain_anchors_are_the_prior_plans_of_the_chains_time_and_train_the_netw
 
     def loss_with(anchor_of: str) -> torch.Tensor:
         torch.manual_seed(3)
-        z, x_tau, tau, target, task, stored = agent._chain_targets()
+        z, state, x_tau, tau, target, task, stored = agent._chain_targets()
         anchor = stored if anchor_of == "chain" else None
         schedule = agent.planner.schedule_on(torch.device("cpu"))
         with torch.no_grad():
-            denoised = score_network_denoiser(agent.score_network, agent.model, schedule, z, task, anchor=anchor)
+            denoised = score_network_denoiser(agent.score_network, agent.model, schedule, z, task, anchor=anchor,
+                                              state=state)
             return score_matching_loss(denoised(x_tau, tau), target)
 
     torch.nn.init.normal_(agent.score_network.net[-1].weight)  # a network whose output follows the anchor

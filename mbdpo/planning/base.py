@@ -12,7 +12,8 @@ class Planner:
     """Chooses actions by searching with the world model.
 
     Subclasses implement :meth:`plan`, which returns an action sequence
-    ``[H, A]`` for one latent state. A planner may remember its last plan to
+    ``[H, A]`` for one latent state (and may take the observation it was
+    encoded from: the score network of ``score_state=observation`` does). A planner may remember its last plan to
     warm-start the next one; :meth:`reset` forgets it at an episode start.
     """
 
@@ -24,7 +25,7 @@ class Planner:
     def reset(self) -> None:
         self.previous_plan = None
 
-    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def exploration_std(self) -> torch.Tensor | float:
@@ -32,9 +33,11 @@ class Planner:
         return self.cfg.explore_std
 
     @torch.no_grad()
-    def act(self, z: torch.Tensor, task: torch.Tensor | None = None, explore: bool = False) -> torch.Tensor:
-        """First action of a new plan for latent ``z [1, L]``, with exploration noise if asked."""
-        action = self.plan(z, task)[0]
+    def act(self, z: torch.Tensor, task: torch.Tensor | None = None, explore: bool = False,
+            obs: torch.Tensor | None = None) -> torch.Tensor:
+        """First action of a new plan for latent ``z [1, L]`` (encoded from ``obs [1, ·]``), with exploration
+        noise if asked."""
+        action = self.plan(z, task, obs)[0]
         if explore:
             action = action + self.exploration_std() * torch.randn_like(action)
         return action.clamp(-1, 1)

@@ -212,6 +212,7 @@ def score_network_denoiser(
     task: torch.Tensor | None = None,
     copies: int = 1,
     anchor: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
 ) -> DenoiseFn:
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
@@ -221,18 +222,23 @@ def score_network_denoiser(
     from ``z``, computed once, for every tau.
     ``copies`` > 1 denoises that many chains per latent of ``z [B, L]``: inputs ``[B * copies, H, A]``,
     each latent's chains consecutive; what depends only on the latent is still computed once per latent.
+    ``state`` is the network's state input (:meth:`ScoreNetwork.state_input`), required with
+    ``score_state=observation``; by default ``z``.
     """
+    if state is None and network.state_kind != "latent":
+        raise ValueError(f"a score network with score_state={network.state_kind} needs its state input")
+    state = z if state is None else state
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
     if network.anchor != "none" and anchor is None:
         anchor = policy_mean_plan(model, z, network.horizon, task)
     if copies > 1:
-        z, task_embedding, mask, anchor = (
-            None if t is None else t.repeat_interleave(copies, 0) for t in (z, task_embedding, mask, anchor))
+        state, task_embedding, mask, anchor = (
+            None if t is None else t.repeat_interleave(copies, 0) for t in (state, task_embedding, mask, anchor))
 
     def denoise(x_tau: torch.Tensor, tau: int | torch.Tensor) -> torch.Tensor:
         steps = torch.as_tensor(tau, device=x_tau.device).expand(x_tau.shape[0])
-        denoised = network(z, x_tau, steps, schedule.alpha_bar[steps], task_embedding, anchor)
+        denoised = network(state, x_tau, steps, schedule.alpha_bar[steps], task_embedding, anchor)
         return denoised if mask is None else denoised * mask.unsqueeze(1)
 
     return denoise
@@ -278,11 +284,11 @@ class DiffusionPlanner(Planner):
         return torch.randn_like(previous_plans) if self.stochastic else shifted(previous_plans)
 
     @torch.no_grad()
-    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
         previous = (torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device)
                     if self.previous_plan is None else self.previous_plan.unsqueeze(0))  # zeros at an episode start
         if self.use_score_network:
-            plans = self.score_network_plans(z, previous, task)
+            plans = self.score_network_plans(z, previous, task, obs)
             self.last_chain = None
         else:
             self.last_chain = self.monte_carlo_chains(z, previous, task)
@@ -292,16 +298,19 @@ class DiffusionPlanner(Planner):
 
     @torch.no_grad()
     def score_network_plans(
-        self, z: torch.Tensor, previous_plans: torch.Tensor, task: torch.Tensor | None = None
+        self, z: torch.Tensor, previous_plans: torch.Tensor, task: torch.Tensor | None = None,
+        obs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plan with the score network from each latent of ``z [B, L]`` (section 5): draw
         :attr:`score_candidates` plans from it in one batched reverse chain, and keep the best by the current
-        model's imagined return (:func:`best_of_candidates`). With one candidate, no rollouts, unless
+        model's imagined return (:func:`best_of_candidates`); ``obs`` are the observations ``z`` was
+        encoded from (needed with ``score_state=observation``). With one candidate, no rollouts, unless
         ``score_mc_steps`` hands the last steps of the chain to Monte Carlo (:func:`handed_over`). Returns
         ``[B, H, A]``, clamped to the action range."""
         count = self.score_candidates
         schedule = self.schedule_on(z.device)
-        denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count)
+        state = None if obs is None else self.score_network.state_input(z, obs)
+        denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count, state=state)
         if self.cfg.score_mc_steps:
             refine = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
             denoise = handed_over(denoise, refine, self.cfg.score_mc_steps)

@@ -21,7 +21,7 @@ class MPPIPlanner(Planner):
         self.last_std: torch.Tensor | None = None
 
     @torch.no_grad()
-    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         horizon, samples, num_pi = cfg.horizon, cfg.num_samples, cfg.num_pi_trajs
         mean = self.shifted_previous_plan(z.device)

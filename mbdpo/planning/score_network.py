@@ -1,6 +1,6 @@
 """The amortised score network s_theta(z, x_tau, tau) (ALGORITHM.md section 5, paper eq. 16).
 
-An MLP on ``[z, task embedding, flattened x_tau, sinusoidal embedding of tau]``
+An MLP on ``[state, task embedding, flattened x_tau, sinusoidal embedding of tau]``
 that predicts the denoised mean a_bar = E[x_0 | x_tau, z]; the score follows
 exactly from Tweedie's formula (eq. 12). The paper's reverse step (eq. 3) is
 x_{tau-1} = sqrt(alpha_bar_{tau-1}) a_bar + noise, so an error in a_bar is
@@ -39,6 +39,12 @@ trains, without being pulled back to it.
 
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
+
+The state is the encoder's latent z (``score_state=latent``, the paper's
+s_theta(z, ...)) or the observation itself, symlog-squashed
+(``score_state=observation``, state observations only). The latent moves
+with the encoder at every update, so a network on z must follow its input
+space as well as its targets; the observation's space stays put.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import torch
 import torch.nn as nn
 
 from mbdpo.config import Config
+from mbdpo.model.functional import symlog
 from mbdpo.model.layers import count_parameters, init_weights, mlp, zero_output_layer
 
 TAU_EMBEDDING_DIM = 64
@@ -66,28 +73,34 @@ class ScoreNetwork(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.horizon, self.action_dim, self.anchor = cfg.horizon, cfg.action_dim, cfg.score_anchor
+        self.state_kind = cfg.score_state
         plan_dim = cfg.horizon * cfg.action_dim
         prior_plan_dim = plan_dim if self.anchor == "input" else 0
-        inputs = cfg.latent_dim + cfg.task_dim + plan_dim + prior_plan_dim + TAU_EMBEDDING_DIM
+        state_dim = cfg.latent_dim if self.state_kind == "latent" else cfg.obs_dim
+        inputs = state_dim + cfg.task_dim + plan_dim + prior_plan_dim + TAU_EMBEDDING_DIM
         self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], 2 * plan_dim)  # gate logits and values
         init_weights(self)
         zero_output_layer(self.net)
         # Gradient steps taken; 0 means untrained (acting with it is refused).
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
+    def state_input(self, z: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """The network's state input for latents ``z [B, L]`` encoded from observations ``obs [B, obs_dim]``."""
+        return z if self.state_kind == "latent" else symlog(obs.float())
+
     def forward(
         self,
-        z: torch.Tensor,
+        state: torch.Tensor,
         x_tau: torch.Tensor,
         tau: torch.Tensor,
         alpha_bar: torch.Tensor,
         task_embedding: torch.Tensor | None = None,
         anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Denoised mean ``[B, H, A]`` from latents ``z [B, L]``, inputs ``x_tau [B, H, A]``, steps
+        """Denoised mean ``[B, H, A]`` from states ``state [B, ·]`` (:meth:`state_input`), inputs ``x_tau [B, H, A]``, steps
         ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's plan before its tanh
         (required unless ``score_anchor=none``): see the module's doc."""
-        parts = [z, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
+        parts = [state, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
             parts.insert(1, task_embedding)
         if self.anchor == "input":
