@@ -133,8 +133,7 @@ def main() -> None:
         actions = {"prior mean": agent.model.pi(z)[1]["mean"]}
         schedule = agent.planner.schedule_on(z.device)
         for draw in (1, 2):
-            network = score_network_denoiser(agent.score_network, agent.model, schedule, z,
-                                             state=agent.score_network.state_input(z, obs))
+            network = score_network_denoiser(agent.score_network, agent.model, schedule, z, obs=obs)
             actions[f"network {draw}"] = first_actions(agent, z, network)
             actions[f"monte carlo {draw}"] = first_actions(agent, z, averaged_monte_carlo_denoiser(agent, z, 1))
             actions[f"monte carlo averaged {draw}"] = first_actions(

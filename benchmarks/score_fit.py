@@ -85,8 +85,7 @@ def replay_return_step(agent: Agent, z: torch.Tensor, obs: torch.Tensor) -> None
     ``score_return_coef`` ascends J only at the states of the stored chains; the policy prior ascends Q at
     every state of every batch. This asks whether the network, given the prior's states, acts like it."""
     cfg, schedule = agent.cfg, agent.planner.schedule_on(z.device)
-    network = score_network_denoiser(agent.score_network, agent.model, schedule, z,
-                                     state=agent.score_network.state_input(z, obs))
+    network = score_network_denoiser(agent.score_network, agent.model, schedule, z, obs=obs)
     tau = torch.randint(schedule.steps, (len(z),), device=z.device)
     with torch.no_grad():
         x_start = agent.planner.chain_starts(torch.zeros(len(z), cfg.horizon, cfg.action_dim, device=z.device))

@@ -280,14 +280,14 @@ class Agent:
             if self.cfg.score_replay_chains:
                 self._plan_replay_chains(batch, z)
             if self.chains is None:
-                z, state, x_tau, tau, target, task = self._denoiser_targets(z, batch)
+                z, obs, x_tau, tau, target, task = self._denoiser_targets(z, batch)
                 anchor = None
             elif len(self.chains) < self.cfg.score_states:
                 return {}
             else:
-                z, state, x_tau, tau, target, task, anchor = self._chain_targets()
+                z, obs, x_tau, tau, target, task, anchor = self._chain_targets()
         schedule = self.planner.schedule_on(z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, state=state)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, obs=obs)
         denoised = network(x_tau, tau)
         metrics = {"score_loss": score_matching_loss(denoised, target)}
         loss = metrics["score_loss"]
@@ -313,20 +313,20 @@ class Agent:
     def _denoiser_targets(self, z: torch.Tensor, batch: Batch) -> tuple:
         """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the
         batch's first ``score_states`` start states (latents ``z``), each at a random diffusion step.
-        Returns (z, the network's state input, x_tau, tau, target a_bar, task)."""
+        Returns (z, the observations, x_tau, tau, target a_bar, task)."""
         cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
         z, actions = z[: cfg.score_states], batch.action[:, : cfg.score_states].transpose(0, 1)
-        state = self.score_network.state_input(z, batch.obs[0][: cfg.score_states])
+        obs = batch.obs[0][: cfg.score_states]
         task = None if batch.task is None else batch.task[: cfg.score_states]
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, state=state)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, obs=obs)
         # The replay window stands in for the previous plan of the warm kernel.
         x_tau = training_inputs(
             cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
             self.planner.stochastic,
         )
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
-        return z, state, x_tau, tau, target, task
+        return z, obs, x_tau, tau, target, task
 
     def _plan_replay_chains(self, batch: Batch, z: torch.Tensor) -> None:
         """Plan and store Monte-Carlo chains from the first of the batch's start states (latents ``z [B, L]``):
@@ -359,13 +359,13 @@ class Agent:
         """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;
         the input is what the chain visited there, the target its final plan (see
         :func:`~mbdpo.planning.score_matching.chain_pairs`). No rollouts.
-        Returns (z, the network's state input, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
+        Returns (z, the observations, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
         (``score_anchor=chain``), else None (a memory shared with such a network may hold them)."""
         obs, task, visited, plans, anchor = self.chains.sample(self.cfg.score_states, self.device)
         task = task if self.cfg.multitask else None
         z = self.model.encode(obs.float(), task)
         x_tau, tau = chain_pairs(visited)
-        return z, self.score_network.state_input(z, obs), x_tau, tau, plans, task, anchor if self.cfg.score_anchor == "chain" else None
+        return z, obs, x_tau, tau, plans, task, anchor if self.cfg.score_anchor == "chain" else None
 
     @torch.no_grad()
     def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:
@@ -386,8 +386,7 @@ class Agent:
             return plan_returns(self.model, z, plans, self.cfg.energy_eta, task_tensor)
 
         return check_score_network(
-            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor,
-                                   state=self.score_network.state_input(z, obs_tensor)),
+            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor, obs=obs_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,

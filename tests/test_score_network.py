@@ -444,12 +444,12 @@ def test_chain_anchors_are_the_prior_plans_of_the_chains_time_and_train_the_netw
 
     def loss_with(anchor_of: str) -> torch.Tensor:
         torch.manual_seed(3)
-        z, state, x_tau, tau, target, task, stored = agent._chain_targets()
+        z, obs, x_tau, tau, target, task, stored = agent._chain_targets()
         anchor = stored if anchor_of == "chain" else None
         schedule = agent.planner.schedule_on(torch.device("cpu"))
         with torch.no_grad():
             denoised = score_network_denoiser(agent.score_network, agent.model, schedule, z, task, anchor=anchor,
-                                              state=state)
+                                              obs=obs)
             return score_matching_loss(denoised(x_tau, tau), target)
 
     torch.nn.init.normal_(agent.score_network.net[-1].weight)  # a network whose output follows the anchor

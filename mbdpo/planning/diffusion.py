@@ -212,7 +212,7 @@ def score_network_denoiser(
     task: torch.Tensor | None = None,
     copies: int = 1,
     anchor: torch.Tensor | None = None,
-    state: torch.Tensor | None = None,
+    obs: torch.Tensor | None = None,
 ) -> DenoiseFn:
     """E[x_0 | x_tau] from the score network (section 5): one network call, no rollouts.
 
@@ -222,12 +222,10 @@ def score_network_denoiser(
     from ``z``, computed once, for every tau.
     ``copies`` > 1 denoises that many chains per latent of ``z [B, L]``: inputs ``[B * copies, H, A]``,
     each latent's chains consecutive; what depends only on the latent is still computed once per latent.
-    ``state`` is the network's state input (:meth:`ScoreNetwork.state_input`), required with
-    ``score_state=observation``; by default ``z``.
+    ``obs`` are the observations ``z`` was encoded from, required with ``score_state=observation``
+    (:meth:`ScoreNetwork.state_input`).
     """
-    if state is None and network.state_kind != "latent":
-        raise ValueError(f"a score network with score_state={network.state_kind} needs its state input")
-    state = z if state is None else state
+    state = network.state_input(z, obs)
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
     if network.anchor != "none" and anchor is None:
@@ -309,8 +307,7 @@ class DiffusionPlanner(Planner):
         ``[B, H, A]``, clamped to the action range."""
         count = self.score_candidates
         schedule = self.schedule_on(z.device)
-        state = None if obs is None else self.score_network.state_input(z, obs)
-        denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count, state=state)
+        denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count, obs=obs)
         if self.cfg.score_mc_steps:
             refine = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
             denoise = handed_over(denoise, refine, self.cfg.score_mc_steps)

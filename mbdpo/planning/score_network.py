@@ -84,9 +84,14 @@ class ScoreNetwork(nn.Module):
         # Gradient steps taken; 0 means untrained (acting with it is refused).
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def state_input(self, z: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """The network's state input for latents ``z [B, L]`` encoded from observations ``obs [B, obs_dim]``."""
-        return z if self.state_kind == "latent" else symlog(obs.float())
+    def state_input(self, z: torch.Tensor, obs: torch.Tensor | None) -> torch.Tensor:
+        """The network's state input for latents ``z [B, L]`` encoded from observations ``obs [B, obs_dim]``
+        (needed only with ``score_state=observation``)."""
+        if self.state_kind == "latent":
+            return z
+        if obs is None:
+            raise ValueError("a score network with score_state=observation needs the observations")
+        return symlog(obs.float())
 
     def forward(
         self,
