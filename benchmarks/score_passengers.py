@@ -28,7 +28,8 @@ default ``score_target=denoiser``, 32 states x 32 samples per update) without
 the prior, around it (``score_anchor=prior``), and with the prior's plan as
 an input (``score_anchor=input``); ``observation`` trains the unanchored
 network on fresh targets with the latent z or with the observation as its
-state input (``score_state``). Results:
+state input (``score_state``); ``observation-anchor`` the observation network
+alone and with the prior's plan as an input. Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``; with ``--seed N`` other than
@@ -125,6 +126,10 @@ PASSENGER_SETS = {
     "observation": {  # the network's state input: the moving latent z, or the observation, whose space stays put
         "denoiser": {**DENOISER, "score_anchor": "none"},
         "denoiser+observation": {**DENOISER, "score_anchor": "none", "score_state": "observation"},
+    },
+    "observation-anchor": {  # the observation as the state, alone and with the prior's plan as a second input
+        "denoiser+observation": {**DENOISER, "score_anchor": "none", "score_state": "observation"},
+        "denoiser+observation+prior-input": {**DENOISER, "score_anchor": "input", "score_state": "observation"},
     },
 }
 PASSENGERS_FILE = "passengers.pt"
