@@ -85,6 +85,8 @@ from online import COMMON, CORE_MBDPO, HERE, RESULTS
 SHARED = {"act_mode": "auto", "score_target": "chain", "score_states": 256, "score_chains": 1000}
 # Fresh Monte-Carlo denoised means at 32 of the batch's states, 32 samples each: the defaults, which store no chains.
 DENOISER = {"score_target": "denoiser", "score_states": 32, "score_replay_chains": 0.0}
+# The same, unanchored, reading the state observation instead of the latent z.
+OBSERVATION = {**DENOISER, "score_anchor": "none", "score_state": "observation"}
 # Sets of passengers (--set), each run in its own directory, passengers-<set>. Passengers with the same
 # score_replay_chains share one chain memory, which the first of them fills.
 PASSENGER_SETS = {
@@ -125,11 +127,11 @@ PASSENGER_SETS = {
     },
     "observation": {  # the network's state input: the moving latent z, or the observation, whose space stays put
         "denoiser": {**DENOISER, "score_anchor": "none"},
-        "denoiser+observation": {**DENOISER, "score_anchor": "none", "score_state": "observation"},
+        "denoiser+observation": OBSERVATION,
     },
     "observation-anchor": {  # the observation as the state, alone and with the prior's plan as a second input
-        "denoiser+observation": {**DENOISER, "score_anchor": "none", "score_state": "observation"},
-        "denoiser+observation+prior-input": {**DENOISER, "score_anchor": "input", "score_state": "observation"},
+        "denoiser+observation": OBSERVATION,
+        "denoiser+observation+prior-input": {**OBSERVATION, "score_anchor": "input"},
     },
 }
 PASSENGERS_FILE = "passengers.pt"

@@ -13,8 +13,9 @@ class Planner:
 
     Subclasses implement :meth:`plan`, which returns an action sequence
     ``[H, A]`` for one latent state (and may take the observation it was
-    encoded from: the score network of ``score_state=observation`` does). A planner may remember its last plan to
-    warm-start the next one; :meth:`reset` forgets it at an episode start.
+    encoded from: the score network of ``score_state=observation`` does). A
+    planner may remember its last plan to warm-start the next one;
+    :meth:`reset` forgets it at an episode start.
     """
 
     def __init__(self, model: WorldModel, cfg: Config):

@@ -102,8 +102,8 @@ class ScoreNetwork(nn.Module):
         task_embedding: torch.Tensor | None = None,
         anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Denoised mean ``[B, H, A]`` from states ``state [B, ·]`` (:meth:`state_input`), inputs ``x_tau [B, H, A]``, steps
-        ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's plan before its tanh
+        """Denoised mean ``[B, H, A]`` from states ``state [B, ·]`` (:meth:`state_input`), inputs
+        ``x_tau [B, H, A]``, steps ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's plan before its tanh
         (required unless ``score_anchor=none``): see the module's doc."""
         parts = [state, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
