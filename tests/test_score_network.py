@@ -360,6 +360,30 @@ def test_chain_targets_come_from_exploring_monte_carlo_acting_and_need_no_rollou
     assert calls
 
 
+@pytest.mark.parametrize("target", ["denoiser", "chain"])
+@pytest.mark.parametrize("anchor", ["prior", "input"])
+def test_a_score_step_rolls_the_prior_plan_out_once_and_trains_the_network_only(anchor, target, monkeypatch):
+    """The prior's plan anchors the network where it builds its training inputs and in its loss alike: one
+    rollout per score step, and the score loss reaches the network's parameters only."""
+    chains = {"score_replay_chains": 8} if target == "chain" else {}  # 8 stored chains: one score step's worth
+    agent = tiny_agent(act_mode="auto", score_target=target, score_anchor=anchor, **chains)
+    rollouts = []
+
+    def counted(*args, **kwargs):
+        rollouts.append(1)
+        return policy_mean_plan(*args, **kwargs)
+
+    monkeypatch.setattr("mbdpo.agent.policy_mean_plan", counted)
+    monkeypatch.setattr("mbdpo.planning.diffusion.policy_mean_plan", counted)
+    batch = random_batch(agent.cfg)
+    with torch.no_grad():
+        z = agent.model.encode(batch.obs[0])
+    metrics = agent.update_score_network(batch, z)
+    assert metrics["score_loss"] > 0 and len(rollouts) == 1
+    assert all(p.grad is None for p in agent.model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.score_network.parameters())
+
+
 @pytest.mark.parametrize("anchor", ["none", "prior", "input"])
 def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(anchor):
     """score_anchor=prior: the network's teleport term starts at the prior's mean plan, rolled out by the
