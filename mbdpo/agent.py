@@ -25,7 +25,7 @@ from mbdpo.model.functional import random_shift
 from mbdpo.model.running import RunningScale
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
-from mbdpo.planning.diffusion import monte_carlo_denoiser, score_network_denoiser
+from mbdpo.planning.diffusion import monte_carlo_denoiser, network_anchor, score_network_denoiser
 from mbdpo.planning.score_matching import (
     ScoreCheck, chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
@@ -312,13 +312,14 @@ class Agent:
     def _denoiser_targets(self, z: torch.Tensor, batch: Batch) -> tuple:
         """``score_target=denoiser``: the Monte-Carlo a_bar at inputs per ``score_inputs``, for the
         batch's first ``score_states`` start states (latents ``z``), each at a random diffusion step.
-        Returns (z, the observations, x_tau, tau, target a_bar, task, the anchor per :meth:`_prior_anchor`)."""
+        Returns (z, the observations, x_tau, tau, target a_bar, task, the network's anchor): the anchor is built
+        once per score step, shared by the network that makes the inputs x_tau and by the loss."""
         cfg, schedule = self.cfg, self.planner.schedule_on(z.device)
         z, actions = z[: cfg.score_states], batch.action[:, : cfg.score_states].transpose(0, 1)
         obs = batch.obs[0][: cfg.score_states]
         task = None if batch.task is None else batch.task[: cfg.score_states]
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
-        anchor = self._prior_anchor(z, task)
+        anchor = network_anchor(self.score_network, self.model, z, task)
         network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, obs=obs)
         # The replay window stands in for the previous plan of the warm kernel.
         x_tau = training_inputs(
@@ -327,14 +328,6 @@ class Agent:
         )
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
         return z, obs, x_tau, tau, target, task, anchor
-
-    def _prior_anchor(self, z: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor | None:
-        """The network's anchor for a score step from latents ``z``: with ``score_anchor=prior|input`` the policy
-        prior's mean plan by the current model, else None. Built once per score step: the targets' inputs and
-        the loss share it."""
-        if self.cfg.score_anchor in ("prior", "input"):
-            return policy_mean_plan(self.model, z, self.cfg.horizon, task)
-        return None
 
     def _plan_replay_chains(self, batch: Batch, z: torch.Tensor) -> None:
         """Plan and store Monte-Carlo chains from the first of the batch's start states (latents ``z [B, L]``):
@@ -368,13 +361,14 @@ class Agent:
         the input is what the chain visited there, the target its final plan (see
         :func:`~mbdpo.planning.score_matching.chain_pairs`). No Monte-Carlo rollouts.
         Returns (z, the observations, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
-        (``score_anchor=chain``), else per :meth:`_prior_anchor` (a memory shared with a ``chain`` network may
-        hold stored anchors that this network does not use)."""
-        obs, task, visited, plans, stored_anchor = self.chains.sample(self.cfg.score_states, self.device)
+        (``score_anchor=chain``), else the current prior's (:func:`~mbdpo.planning.diffusion.network_anchor`;
+        a memory shared with a ``chain`` network may hold stored anchors that this network does not use)."""
+        obs, task, visited, plans, anchor = self.chains.sample(self.cfg.score_states, self.device)
         task = task if self.cfg.multitask else None
         z = self.model.encode(obs.float(), task)
         x_tau, tau = chain_pairs(visited)
-        anchor = stored_anchor if self.cfg.score_anchor == "chain" else self._prior_anchor(z, task)
+        if self.cfg.score_anchor != "chain":
+            anchor = network_anchor(self.score_network, self.model, z, task)
         return z, obs, x_tau, tau, plans, task, anchor
 
     @torch.no_grad()

@@ -204,6 +204,15 @@ def monte_carlo_denoiser(
     return denoise
 
 
+def network_anchor(
+    network: ScoreNetwork, model: WorldModel, z: torch.Tensor, task: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """The anchor ``[B, H, A]`` of ``network`` from latents ``z`` when none is stored with a chain: with
+    ``score_anchor`` other than ``none``, the policy prior's mean plan by the current model (H - 1 dynamics
+    calls); None without an anchor."""
+    return None if network.anchor == "none" else policy_mean_plan(model, z, network.horizon, task)
+
+
 def score_network_denoiser(
     network: ScoreNetwork,
     model: WorldModel,
@@ -228,8 +237,8 @@ def score_network_denoiser(
     state = network.state_input(z, obs)
     task_embedding = None if model.task_embedding is None else model.task_embedding(task)
     mask = model.action_mask(task)
-    if network.anchor != "none" and anchor is None:
-        anchor = policy_mean_plan(model, z, network.horizon, task)
+    if anchor is None:
+        anchor = network_anchor(network, model, z, task)
     if copies > 1:
         state, task_embedding, mask, anchor = (
             None if t is None else t.repeat_interleave(copies, 0) for t in (state, task_embedding, mask, anchor))

@@ -103,8 +103,8 @@ class ScoreNetwork(nn.Module):
         anchor: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Denoised mean ``[B, H, A]`` from states ``state [B, ·]`` (:meth:`state_input`), inputs
-        ``x_tau [B, H, A]``, steps ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's plan before its tanh
-        (required unless ``score_anchor=none``): see the module's doc."""
+        ``x_tau [B, H, A]``, steps ``tau [B]`` and their ``alpha_bar [B]``; ``anchor [B, H, A]``, the prior's
+        plan before its tanh (required unless ``score_anchor=none``): see the module's doc."""
         parts = [state, x_tau.flatten(1), sinusoidal_embedding(tau, TAU_EMBEDDING_DIM)]
         if task_embedding is not None:
             parts.insert(1, task_embedding)
