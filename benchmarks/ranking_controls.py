@@ -115,7 +115,7 @@ def compare(args: argparse.Namespace) -> None:
                           f"valid: --episodes <= {len(played)}")
     host = Agent.from_checkpoint(run_dir / "checkpoint.pt")
     settings = PASSENGER_SETS[args.set][args.network]
-    network_state = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)[args.network]["score_network"]
+    network_state = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)[args.network]
     cfg, k = host.cfg, args.candidates
 
     def uniform(z: torch.Tensor, count: int) -> torch.Tensor:

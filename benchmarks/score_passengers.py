@@ -133,6 +133,11 @@ PASSENGER_SETS = {
         "denoiser+observation": OBSERVATION,
         "denoiser+observation+prior-input": {**OBSERVATION, "score_anchor": "input"},
     },
+    "average": {  # the observation and the prior's plan, acting with an average of the weights (score_ema)
+        "denoiser+observation+prior-input+average0.99": {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99},
+        "denoiser+observation+prior-input+average0.999": {**OBSERVATION, "score_anchor": "input",
+                                                          "score_ema": 0.999},
+    },
 }
 PASSENGERS_FILE = "passengers.pt"
 
@@ -143,16 +148,36 @@ def passenger(host: Agent, overrides: dict) -> Agent:
     cfg.validate()
     rider = Agent(cfg, host.device)
     rider.model, rider.q_scale = host.model, host.q_scale
-    rider.planner = make_planner(host.model, cfg, rider.score_network)
+    rider.planner = make_planner(host.model, cfg, rider.acting_score_network)
     return rider
 
 
-def trained_passenger(host: Agent, overrides: dict, network_state: dict) -> Agent:
+def trained_passenger(host: Agent, overrides: dict, score_state: dict) -> Agent:
     """:func:`passenger` with a saved score network loaded (from ``passengers.pt``), acting with it."""
     rider = passenger(host, overrides)
-    rider.score_network.load_state_dict(network_state)
+    rider.load_score_state_dict(score_state)
     rider.set_acting_mode("score")
     return rider
+
+
+def acting_with_trained_weights(host: Agent, rider: Agent, overrides: dict) -> Agent:
+    """A view of the passenger ``rider`` (made with ``overrides``, ``score_ema`` among them) that acts with
+    its trained weights instead of their average: the same network, so it trains as the passenger does."""
+    view = passenger(host, {**overrides, "score_ema": 0.0})
+    view.score_network = view.acting_score_network = rider.score_network
+    view.planner = make_planner(host.model, view.cfg, rider.score_network)
+    return view
+
+
+def ways_of_acting(host: Agent, riders: dict[str, Agent], passengers: dict[str, dict]) -> dict[str, Agent]:
+    """Each passenger of ``riders`` (made with the overrides ``passengers``) by its name, and each with
+    ``score_ema`` also acting with its trained weights, as ``<name>/trained-weights``."""
+    ways = {}
+    for name, rider in riders.items():
+        ways[name] = rider
+        if rider.cfg.score_ema:
+            ways[f"{name}/trained-weights"] = acting_with_trained_weights(host, rider, passengers[name])
+    return ways
 
 
 class PassengerTrainer(OnlineTrainer):
@@ -180,10 +205,10 @@ class PassengerTrainer(OnlineTrainer):
         if self.resumed:
             saved = load_checkpoint(self.run_dir / PASSENGERS_FILE, self.device)
             for name, rider in self.passengers.items():
-                rider.score_network.load_state_dict(saved[name]["score_network"])
-                rider.score_optimizer.load_state_dict(saved[name]["score_optimizer"])
+                rider.load_score_state_dict(saved[name])
                 if name in self.chain_planners:
                     rider.chains.load_state_dict(saved[name]["chains"])
+        self.acting_ways = ways_of_acting(self.agent, self.passengers, passengers)
         self.returns = CSVLog(self.run_dir / "passengers.csv", self.step if self.resumed else None)
         self.last_summary: dict[str, float] | None = None
 
@@ -211,7 +236,7 @@ class PassengerTrainer(OnlineTrainer):
             row["prior"] = self._episodes_return(self.agent, stopping)
         finally:
             self.agent.set_acting_mode("mc")
-        for name, rider in self.passengers.items():
+        for name, rider in self.acting_ways.items():
             if rider.score_network.trained:
                 rider.set_acting_mode("score")
                 row[name] = self._episodes_return(rider, stopping)
@@ -230,8 +255,7 @@ class PassengerTrainer(OnlineTrainer):
     def save(self) -> None:
         saved = {}
         for name, rider in self.passengers.items():
-            saved[name] = {"score_network": rider.score_network.state_dict(),
-                           "score_optimizer": rider.score_optimizer.state_dict()}
+            saved[name] = rider.score_state_dict()
             if name in self.chain_planners:
                 saved[name]["chains"] = rider.chains.state_dict()
         save_checkpoint(self.run_dir / PASSENGERS_FILE, saved)
@@ -294,8 +318,10 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, epis
     saved = load_checkpoint(run_dir / PASSENGERS_FILE, host.device)
     ways = [] if candidates else [("monte_carlo", host, "mc"), ("prior", host, "prior")]
     ranking = {"score_candidates": candidates} if candidates else {}
-    for name, settings in PASSENGER_SETS[passengers].items():
-        ways.append((name, trained_passenger(host, {**settings, **ranking}, saved[name]["score_network"]), "score"))
+    settings = {name: {**overrides, **ranking} for name, overrides in PASSENGER_SETS[passengers].items()}
+    riders = {name: trained_passenger(host, overrides, saved[name]) for name, overrides in settings.items()}
+    networks = ways_of_acting(host, riders, settings)
+    ways += [(name, rider, "score") for name, rider in networks.items()]
     if candidates:  # the Monte-Carlo and prior returns of the same episodes, played earlier
         played = [row for row in read_csv(run_dir / "passengers_final.csv") if int(row["step"]) == step]
         if len(played) < episodes:
@@ -323,7 +349,7 @@ def final_evaluation(task: str, runs_dir: Path, passengers: str, seed: int, epis
     rows = rows[:episodes]
     if len(rows) > 1:
         print(f"{task} at step {step:,}, {len(rows)} paired episodes:")
-        for line in paired_summary(rows, ["monte_carlo", "prior", *PASSENGER_SETS[passengers]]):
+        for line in paired_summary(rows, ["monte_carlo", "prior", *networks]):
             print("  " + ", ".join(f"{key} {value}" for key, value in line.items()))
 
 

@@ -9,6 +9,7 @@ and asks the planner for an action, by Monte Carlo or with the score network.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from pathlib import Path
 import numpy as np
@@ -30,7 +31,7 @@ from mbdpo.planning.score_matching import (
     ScoreCheck, chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
 from mbdpo.planning.rollout import plan_returns, policy_mean_plan, require_compiler
-from mbdpo.planning.score_network import ScoreNetwork
+from mbdpo.planning.score_network import ScoreNetwork, average_weights
 from mbdpo.training.distributed import DataParallel, SingleProcess
 
 
@@ -71,7 +72,11 @@ class Agent:
         self.policy_optimizer = torch.optim.Adam(model.policy_head.parameters(), lr=cfg.lr, eps=1e-5)
         self.score_network = ScoreNetwork(cfg).to(device)
         self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.lr)
-        self.planner = make_planner(model, cfg, self.score_network)
+        # The network that acts: the trained one, or with score_ema a copy holding the average of its weights.
+        self.acting_score_network = (
+            copy.deepcopy(self.score_network).requires_grad_(False) if cfg.score_ema else self.score_network
+        )
+        self.planner = make_planner(model, cfg, self.acting_score_network)
         self.act_with_prior = False  # act_mode=prior (mbdpo eval): the policy prior alone, no planning
         self.chains = (
             ChainMemory(cfg.score_chains, cfg.obs_shape, cfg.diffusion_steps, cfg.horizon, cfg.action_dim,
@@ -297,6 +302,8 @@ class Agent:
             loss = loss + self.cfg.score_return_coef * metrics["score_return_loss"]
         self.step_score_network(loss)
         self.score_network.updates += 1
+        if self.cfg.score_ema:
+            average_weights(self.acting_score_network, self.score_network, self.cfg.score_ema)
         if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
             self.set_acting_mode("score")
         return {name: value.detach() for name, value in metrics.items()}
@@ -320,10 +327,11 @@ class Agent:
         task = None if batch.task is None else batch.task[: cfg.score_states]
         tau = torch.randint(schedule.steps, (len(z),), device=z.device)
         anchor = network_anchor(self.score_network, self.model, z, task)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, obs=obs)
+        sampler = score_network_denoiser(self.acting_score_network, self.model, schedule, z, task, anchor=anchor,
+                                         obs=obs)
         # The replay window stands in for the previous plan of the warm kernel.
         x_tau = training_inputs(
-            cfg.score_inputs, actions, tau, schedule, network, self.planner.chain_starts(actions),
+            cfg.score_inputs, actions, tau, schedule, sampler, self.planner.chain_starts(actions),
             self.planner.stochastic,
         )
         target = monte_carlo_denoiser(self.model, cfg, schedule, z, task, cfg.score_samples)(x_tau, tau)
@@ -390,7 +398,7 @@ class Agent:
             return plan_returns(self.model, z, plans, self.cfg.energy_eta, task_tensor)
 
         return check_score_network(
-            score_network_denoiser(self.score_network, self.model, schedule, z, task_tensor, obs=obs_tensor),
+            score_network_denoiser(self.acting_score_network, self.model, schedule, z, task_tensor, obs=obs_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,
@@ -403,13 +411,28 @@ class Agent:
             "q_scale": self.q_scale.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "policy_optimizer": self.policy_optimizer.state_dict(),
-            "score_network": self.score_network.state_dict(),
-            "score_optimizer": self.score_optimizer.state_dict(),
+            **self.score_state_dict(),
             "acting_mode": self.acting_mode,
             **({"score_candidates": self.planner.score_candidates} if isinstance(self.planner, DiffusionPlanner)
                else {}),
             **({} if self.chains is None else {"score_chains": self.chains.state_dict()}),
         }
+
+    def score_state_dict(self) -> dict:
+        """The score network's weights and optimiser, and with ``score_ema`` the average that acts."""
+        return {
+            "score_network": self.score_network.state_dict(),
+            "score_optimizer": self.score_optimizer.state_dict(),
+            **({"score_network_average": self.acting_score_network.state_dict()} if self.cfg.score_ema else {}),
+        }
+
+    def load_score_state_dict(self, state: dict) -> None:
+        """Load :meth:`score_state_dict`. A state saved without ``score_ema`` starts the average at the
+        trained weights."""
+        self.score_network.load_state_dict(state["score_network"])
+        self.score_optimizer.load_state_dict(state["score_optimizer"])
+        if self.cfg.score_ema:
+            self.acting_score_network.load_state_dict(state.get("score_network_average", state["score_network"]))
 
     @classmethod
     def from_checkpoint(
@@ -440,8 +463,7 @@ class Agent:
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy_optimizer.load_state_dict(state["policy_optimizer"])
         if "score_network" in state:  # checkpoints of mbdpo 0.1 have none: the network stays untrained
-            self.score_network.load_state_dict(state["score_network"])
-            self.score_optimizer.load_state_dict(state["score_optimizer"])
+            self.load_score_state_dict(state)
             self.set_acting_mode(state["acting_mode"])
         if "score_candidates" in state:  # absent before act_mode=auto chose it
             self.planner.score_candidates = state["score_candidates"]

@@ -170,6 +170,10 @@ class Config:
     # score_updates times the cost (2.5x per update at 4); on walker-walk 4 helped the unanchored network
     # (67 % of Monte Carlo against 42 % at 22.5k), not the anchored one (benchmarks/NOTES.md, "Four score updates")
     score_updates: int = 1
+    # Acting (and the held-out check) uses an exponential moving average of the network's trained weights with
+    # this decay, as diffusion models sample with; it starts as the plain mean of the weights so far. 0: the
+    # trained weights themselves
+    score_ema: float = 0.0
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
@@ -324,6 +328,8 @@ class Config:
         if self.act_mode != "mc" and not 0 < self.score_updates * self.score_states <= self.batch_size:
             raise ConfigError(f"score_updates={self.score_updates} must be in [1, batch_size // score_states="
                               f"{self.batch_size // self.score_states}] (each takes its own score_states of the batch)")
+        if not 0 <= self.score_ema < 1:
+            raise ConfigError(f"score_ema={self.score_ema} must be a decay in [0, 1) (0: act with the trained weights)")
         if self.score_target == "chain" and self.act_mode == "score" and not self.score_replay_chains:
             raise ConfigError("score_target=chain with act_mode=score needs chains planned from the replay, which "
                               "score_replay_chains=0 turns off; valid: score_replay_chains>0 (e.g. 0.25), "

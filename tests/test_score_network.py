@@ -29,7 +29,7 @@ from mbdpo.planning.rollout import candidate_returns, plan_returns, policy_mean_
 from mbdpo.planning.score_matching import (
     chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
-from mbdpo.planning.score_network import ScoreNetwork, sinusoidal_embedding
+from mbdpo.planning.score_network import ScoreNetwork, average_weights, sinusoidal_embedding
 from mbdpo.training.evaluate import never
 from mbdpo.training.online import OnlineTrainer, network_within_gap, saved_monte_carlo_returns
 from tests.test_cli import TINY, assert_one_line_error, mbdpo_in_process, rows
@@ -320,6 +320,68 @@ def test_more_score_updates_than_the_batch_holds_name_what_is_valid():
     with pytest.raises(ConfigError, match=re.escape("score_updates=3 must be in [1, batch_size // score_states=2]")):
         Config.from_overrides({"act_mode": "auto", "batch_size": 16, "score_states": 8, "score_updates": 3}).validate()
     Config.from_overrides({"act_mode": "mc", "batch_size": 16, "score_states": 8, "score_updates": 3}).validate()
+
+
+def constant_network(cfg, value: float, updates: int) -> ScoreNetwork:
+    """A score network whose every weight is ``value``, after ``updates`` updates."""
+    network = ScoreNetwork(cfg)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.fill_(value)
+    network.updates.fill_(updates)
+    return network
+
+
+def test_averaged_weights_are_the_plain_mean_then_an_exponential_average():
+    cfg = Config.from_overrides({"mlp_dim": 8}).resolve(4, 2, 100)
+    decay, weights = 0.75, [4.0, 8.0, 0.0, 12.0, 20.0, 4.0]
+    average = constant_network(cfg, -100.0, 0)  # initial weights the average must not lean on
+    expected = []
+    for n, value in enumerate(weights, start=1):
+        average_weights(average, constant_network(cfg, value, n), decay)
+        # the mean of the weights so far while it spans at most 1 / (1 - decay) = 4 updates, then an EMA
+        expected.append(sum(weights[:n]) / n if n <= 4 else decay * expected[-1] + (1 - decay) * value)
+        assert all(torch.allclose(p, torch.full_like(p, expected[-1])) for p in average.parameters()), n
+        assert int(average.updates) == n
+    assert expected[:4] == [4.0, 6.0, 4.0, 6.0] and expected[4:] == [9.5, 8.125]
+
+
+def test_with_score_ema_the_agent_acts_and_checkpoints_with_the_average_of_the_trained_weights():
+    agent = tiny_agent(act_mode="score", score_ema=0.9)
+    assert agent.planner.score_network is agent.acting_score_network is not agent.score_network
+    trained = []
+    for _ in range(3):
+        agent.update(random_batch(agent.cfg))
+        trained.append([p.detach().clone() for p in agent.score_network.parameters()])
+    # three updates: the plain mean of the three trained weights (1 / (1 - 0.9) = 10 updates before the EMA)
+    for averaged, *history in zip(agent.acting_score_network.parameters(), *trained, strict=True):
+        assert torch.allclose(averaged, sum(history) / 3, atol=1e-6)
+    assert not any(p.requires_grad for p in agent.acting_score_network.parameters())
+    obs = np.zeros(4, dtype=np.float32)
+    torch.manual_seed(0)
+    action = agent.act(obs, explore=False)
+    restored = tiny_agent(act_mode="score", score_ema=0.9)
+    restored.load_state_dict(agent.state_dict())
+    torch.manual_seed(0)
+    assert np.array_equal(restored.act(obs, explore=False), action)
+    agent.acting_score_network.load_state_dict(agent.score_network.state_dict())  # act with the trained weights
+    torch.manual_seed(0)
+    assert not np.array_equal(agent.act(obs, explore=False), action)
+
+
+def test_a_checkpoint_without_an_average_starts_it_at_the_trained_weights():
+    agent = tiny_agent(act_mode="score")
+    agent.update(random_batch(agent.cfg))
+    averaging = tiny_agent(act_mode="score", score_ema=0.99)
+    averaging.load_state_dict(agent.state_dict())
+    for averaged, trained in zip(averaging.acting_score_network.parameters(), agent.score_network.parameters()):
+        assert torch.equal(averaged, trained)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_a_bad_score_ema_names_what_is_valid(decay):
+    with pytest.raises(ConfigError, match=re.escape(f"score_ema={decay} must be a decay in [0, 1)")):
+        Config.from_overrides({"score_ema": decay}).validate()
 
 
 def counting_rollouts(agent: Agent) -> list[int]:

@@ -122,3 +122,15 @@ class ScoreNetwork(nn.Module):
 
     def parameter_count(self) -> int:
         return count_parameters(self)
+
+
+@torch.no_grad()
+def average_weights(average: ScoreNetwork, network: ScoreNetwork, decay: float) -> None:
+    """Move ``average``'s weights towards ``network``'s after the network's n-th update (``score_ema``):
+    w_avg <- w_avg + max(1 - decay, 1 / n) (w - w_avg). Until 1 / n falls below 1 - decay this is the plain
+    mean of the n weights so far (the first update copies them), so the average never leans on the
+    untrained initial weights; then an exponential moving average over ~1 / (1 - decay) updates."""
+    rate = max(1 - decay, 1 / int(network.updates))
+    for averaged, trained in zip(average.parameters(), network.parameters(), strict=True):
+        averaged.lerp_(trained, rate)
+    average.updates.copy_(network.updates)
