@@ -463,7 +463,7 @@ def test_a_closed_gate_gives_the_anchor_the_policy_prior_mean_plan_or_zero(ancho
             expected.append(mean_action if anchor == "prior" else torch.zeros_like(mean_action))
             latent = model.next(latent, mean_action)
     torch.testing.assert_close(plan, torch.stack(expected, dim=1))
-    assert anchor != "prior" or plan.abs().min() > 1e-4  # the prior's plan is not 0: the test can fail
+    assert anchor != "prior" or plan.abs().mean() > 1e-3  # the prior's plan is not 0: the test can fail
 
 
 @pytest.mark.parametrize("anchor", ["none", "input"])
