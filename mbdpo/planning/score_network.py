@@ -45,6 +45,9 @@ s_theta(z, ...)) or the observation itself, symlog-squashed
 (``score_state=observation``, state observations only). The latent moves
 with the encoder at every update, so a network on z must follow its input
 space as well as its targets; the observation's space stays put.
+
+With ``score_ema`` the agent acts with an average of the trained weights
+(:func:`average_weights`), which wander at a constant step size on noisy targets.
 """
 
 from __future__ import annotations
