@@ -29,7 +29,10 @@ the prior, around it (``score_anchor=prior``), and with the prior's plan as
 an input (``score_anchor=input``); ``observation`` trains the unanchored
 network on fresh targets with the latent z or with the observation as its
 state input (``score_state``); ``observation-anchor`` the observation network
-alone and with the prior's plan as an input. Results:
+alone and with the prior's plan as an input; ``average`` the latter twice,
+acting with an average of its weights (``score_ema`` 0.99 and 0.999), each
+also played with its trained weights (as ``<name>/trained-weights``).
+Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
 ``results/score_passengers_<task>_<set>.csv``; with ``--seed N`` other than
