@@ -172,7 +172,7 @@ class Config:
     score_updates: int = 1
     # Acting (and the held-out check) uses an exponential moving average of the network's trained weights with
     # this decay, as diffusion models sample with; it starts as the plain mean of the weights so far. 0: the
-    # trained weights themselves
+    # trained weights themselves; on walker-walk the evidence is mixed (benchmarks/NOTES.md)
     score_ema: float = 0.0
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
