@@ -196,3 +196,10 @@ def zero_output_layer(module: nn.Module) -> None:
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
+
+
+@torch.no_grad()
+def move_parameters_towards(target: nn.Module, source: nn.Module, rate: float) -> None:
+    """Polyak step: each parameter of ``target`` moves the fraction ``rate`` of the way to ``source``'s."""
+    for moved, towards in zip(target.parameters(), source.parameters(), strict=True):
+        moved.lerp_(towards, rate)

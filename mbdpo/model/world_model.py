@@ -27,7 +27,7 @@ import torch.nn as nn
 from mbdpo.config import Config
 from mbdpo.model.functional import squash_log_std, squashed_gaussian_sample, two_hot_decode
 from mbdpo.model.layers import (EnsembleMLP, SimNorm, conv_encoder, count_parameters, init_weights, mlp,
-                                zero_output_layer)
+                                move_parameters_towards, zero_output_layer)
 from mbdpo.model.running import RunningMeanStd
 
 
@@ -154,11 +154,9 @@ class WorldModel(nn.Module):
         values = two_hot_decode(self.q_logits(z, action, task, target, members=pair), self.cfg.vmin, self.cfg.vmax)
         return values.min(0).values if reduce == "min" else values.mean(0)
 
-    @torch.no_grad()
     def update_targets(self) -> None:
         """Polyak-average the Q heads into their targets (rate ``tau``)."""
-        for target, online in zip(self.target_q_heads.parameters(), self.q_heads.parameters()):
-            target.lerp_(online, self.cfg.tau)
+        move_parameters_towards(self.target_q_heads, self.q_heads, self.cfg.tau)
 
     # --- reporting --------------------------------------------------------------
     def parameter_counts(self) -> dict[str, int]:

@@ -59,7 +59,7 @@ import torch.nn as nn
 
 from mbdpo.config import Config
 from mbdpo.model.functional import symlog
-from mbdpo.model.layers import count_parameters, init_weights, mlp, zero_output_layer
+from mbdpo.model.layers import count_parameters, init_weights, mlp, move_parameters_towards, zero_output_layer
 
 TAU_EMBEDDING_DIM = 64
 
@@ -133,7 +133,5 @@ def average_weights(average: ScoreNetwork, network: ScoreNetwork, decay: float) 
     w_avg <- w_avg + max(1 - decay, 1 / n) (w - w_avg). Until 1 / n falls below 1 - decay this is the plain
     mean of the n weights so far (the first update copies them), so the average never leans on the
     untrained initial weights; then an exponential moving average over ~1 / (1 - decay) updates."""
-    rate = max(1 - decay, 1 / int(network.updates))
-    for averaged, trained in zip(average.parameters(), network.parameters(), strict=True):
-        averaged.lerp_(trained, rate)
+    move_parameters_towards(average, network, max(1 - decay, 1 / int(network.updates)))
     average.updates.copy_(network.updates)
