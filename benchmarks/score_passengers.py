@@ -31,7 +31,9 @@ network on fresh targets with the latent z or with the observation as its
 state input (``score_state``); ``observation-anchor`` the observation network
 alone and with the prior's plan as an input; ``average`` the latter twice,
 acting with an average of its weights (``score_ema`` 0.99 and 0.999), each
-also played with its trained weights (as ``<name>/trained-weights``).
+also played with its trained weights (as ``<name>/trained-weights``);
+``learning-rate`` the 0.99 average at the score network's default step size
+(the world model's ``lr``, 3e-4) and at ``score_lr=1e-3``.
 Results:
 ``<runs-dir>/<task>/passengers-<set>/passengers.csv`` (the return of each
 way of acting at each evaluation), copied to
@@ -140,6 +142,11 @@ PASSENGER_SETS = {
         "denoiser+observation+prior-input+average0.99": {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99},
         "denoiser+observation+prior-input+average0.999": {**OBSERVATION, "score_anchor": "input",
                                                           "score_ema": 0.999},
+    },
+    "learning-rate": {  # the same network averaged at 0.99, at the world model's step size and at 3.3 times it
+        "denoiser+observation+prior-input+average0.99": {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99},
+        "denoiser+observation+prior-input+average0.99+lr1e-3": {**OBSERVATION, "score_anchor": "input",
+                                                                "score_ema": 0.99, "score_lr": 1e-3},
     },
 }
 PASSENGERS_FILE = "passengers.pt"

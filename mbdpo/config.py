@@ -174,6 +174,9 @@ class Config:
     # this decay, as diffusion models sample with; it starts as the plain mean of the weights so far. 0: the
     # trained weights themselves; on walker-walk the evidence is mixed (benchmarks/NOTES.md)
     score_ema: float = 0.0
+    # The score network's Adam step size. 0: lr, the world model's. A larger one follows a fast-moving model
+    # sooner and is noisier, which score_ema can average away (benchmarks/NOTES.md)
+    score_lr: float = 0.0
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
@@ -328,6 +331,8 @@ class Config:
         if self.act_mode != "mc" and not 0 < self.score_updates * self.score_states <= self.batch_size:
             raise ConfigError(f"score_updates={self.score_updates} must be in [1, batch_size // score_states="
                               f"{self.batch_size // self.score_states}] (each takes its own score_states of the batch)")
+        if self.score_lr < 0:
+            raise ConfigError(f"score_lr={self.score_lr} must be >= 0 (0: lr={self.lr})")
         if not 0 <= self.score_ema < 1:
             raise ConfigError(f"score_ema={self.score_ema} must be a decay in [0, 1) (0: act with the trained weights)")
         if self.score_target == "chain" and self.act_mode == "score" and not self.score_replay_chains:

@@ -384,6 +384,25 @@ def test_a_bad_score_ema_names_what_is_valid(decay):
         Config.from_overrides({"score_ema": decay}).validate()
 
 
+def largest_score_step(agent: Agent) -> float:
+    """The largest change of one score-network weight in the agent's first update."""
+    before = [p.detach().clone() for p in agent.score_network.parameters()]
+    agent.update(random_batch(agent.cfg))
+    return max((p - b).abs().max().item() for p, b in zip(agent.score_network.parameters(), before, strict=True))
+
+
+def test_score_lr_is_the_score_networks_step_size_and_a_resumed_run_keeps_its_own():
+    # Adam's first step moves every weight with a gradient by the step size itself (m / sqrt(v) = g / |g|)
+    assert largest_score_step(tiny_agent(act_mode="score")) == pytest.approx(Config().lr, rel=1e-3)
+    agent = tiny_agent(act_mode="score", score_lr=1e-2)
+    assert largest_score_step(agent) == pytest.approx(1e-2, rel=1e-3)
+    resumed = tiny_agent(act_mode="score", score_lr=2e-3)
+    resumed.load_state_dict(agent.state_dict())
+    assert [group["lr"] for group in resumed.score_optimizer.param_groups] == [2e-3]
+    with pytest.raises(ConfigError, match=re.escape("score_lr=-0.001 must be >= 0 (0: lr=0.0003)")):
+        Config.from_overrides({"score_lr": -0.001}).validate()
+
+
 def counting_rollouts(agent: Agent) -> list[int]:
     """Counts the world model's latent dynamics calls from now on (one element per call)."""
     calls, dynamics = [], agent.model.next
