@@ -174,8 +174,8 @@ class Config:
     # this decay, as diffusion models sample with; it starts as the plain mean of the weights so far. 0: the
     # trained weights themselves; on walker-walk the evidence is mixed (benchmarks/NOTES.md)
     score_ema: float = 0.0
-    # The score network's Adam step size. 0: lr, the world model's. A larger one follows a fast-moving model
-    # sooner and is noisier, which score_ema can average away (benchmarks/NOTES.md)
+    # The score network's Adam step size. 0: lr, the world model's. 1e-3 did not help on walker-walk, averaged or
+    # not (benchmarks/NOTES.md, "A larger step size for the network")
     score_lr: float = 0.0
     score_samples: int = 32  # 0: num_samples
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
