@@ -71,7 +71,8 @@ class Agent:
         )
         self.policy_optimizer = torch.optim.Adam(model.policy_head.parameters(), lr=cfg.lr, eps=1e-5)
         self.score_network = ScoreNetwork(cfg).to(device)
-        self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.score_lr or cfg.lr)
+        self.score_lr = cfg.score_lr or cfg.lr
+        self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=self.score_lr)
         # The network that acts: the trained one, or with score_ema a copy holding the average of its weights.
         self.acting_score_network = (
             copy.deepcopy(self.score_network).requires_grad_(False) if cfg.score_ema else self.score_network
@@ -432,7 +433,7 @@ class Agent:
         self.score_network.load_state_dict(state["score_network"])
         self.score_optimizer.load_state_dict(state["score_optimizer"])
         for group in self.score_optimizer.param_groups:
-            group["lr"] = self.cfg.score_lr or self.cfg.lr
+            group["lr"] = self.score_lr
         if self.cfg.score_ema:
             self.acting_score_network.load_state_dict(state.get("score_network_average", state["score_network"]))
 
