@@ -48,6 +48,15 @@ def frozen(module: torch.nn.Module):
             parameter.requires_grad_(flag)
 
 
+def load_optimizer_moments(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimiser state (Adam's moments and step counts) but keep ``optimizer``'s own step sizes: a
+    fine-tuned run steps at the ``lr`` (and ``score_lr``) it was given, not the pre-trained checkpoint's."""
+    step_sizes = [group["lr"] for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, step_size in zip(optimizer.param_groups, step_sizes, strict=True):
+        group["lr"] = step_size
+
+
 class Agent:
     """``sync`` (data-parallel training, :mod:`mbdpo.training.distributed`) averages gradients and gathers
     batch statistics over processes; by default there is one process and it does nothing."""
@@ -71,8 +80,7 @@ class Agent:
         )
         self.policy_optimizer = torch.optim.Adam(model.policy_head.parameters(), lr=cfg.lr, eps=1e-5)
         self.score_network = ScoreNetwork(cfg).to(device)
-        self.score_lr = cfg.score_lr or cfg.lr
-        self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=self.score_lr)
+        self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.score_lr or cfg.lr)
         # The network that acts: the trained one, or with score_ema a copy holding the average of its weights.
         self.acting_score_network = (
             copy.deepcopy(self.score_network).requires_grad_(False) if cfg.score_ema else self.score_network
@@ -428,12 +436,10 @@ class Agent:
         }
 
     def load_score_state_dict(self, state: dict) -> None:
-        """Load :meth:`score_state_dict`. The step size is this run's ``score_lr``, not the saved one; a state saved
-        without ``score_ema`` starts the average at the trained weights."""
+        """Load :meth:`score_state_dict`. A state saved without ``score_ema`` starts the average at the trained
+        weights."""
         self.score_network.load_state_dict(state["score_network"])
-        self.score_optimizer.load_state_dict(state["score_optimizer"])
-        for group in self.score_optimizer.param_groups:
-            group["lr"] = self.score_lr
+        load_optimizer_moments(self.score_optimizer, state["score_optimizer"])
         if self.cfg.score_ema:
             self.acting_score_network.load_state_dict(state.get("score_network_average", state["score_network"]))
 
@@ -463,8 +469,8 @@ class Agent:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.q_scale.load_state_dict(state["q_scale"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.policy_optimizer.load_state_dict(state["policy_optimizer"])
+        load_optimizer_moments(self.optimizer, state["optimizer"])
+        load_optimizer_moments(self.policy_optimizer, state["policy_optimizer"])
         if "score_network" in state:  # checkpoints of mbdpo 0.1 have none: the network stays untrained
             self.load_score_state_dict(state)
             self.set_acting_mode(state["acting_mode"])

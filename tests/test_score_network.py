@@ -391,14 +391,19 @@ def largest_score_step(agent: Agent) -> float:
     return max((p - b).abs().max().item() for p, b in zip(agent.score_network.parameters(), before, strict=True))
 
 
-def test_score_lr_is_the_score_networks_step_size_and_a_resumed_run_keeps_its_own():
+def test_score_lr_is_the_score_networks_step_size_and_a_fine_tuned_run_keeps_its_own_step_sizes():
     # Adam's first step moves every weight with a gradient by the step size itself (m / sqrt(v) = g / |g|)
     assert largest_score_step(tiny_agent(act_mode="score")) == pytest.approx(Config().lr, rel=1e-3)
     agent = tiny_agent(act_mode="score", score_lr=1e-2)
     assert largest_score_step(agent) == pytest.approx(1e-2, rel=1e-3)
-    resumed = tiny_agent(act_mode="score", score_lr=2e-3)
-    resumed.load_state_dict(agent.state_dict())
-    assert [group["lr"] for group in resumed.score_optimizer.param_groups] == [2e-3]
+    # a fine-tuned agent loads the moments of the saved optimisers, and steps at its own lr and score_lr
+    finetuned = tiny_agent(act_mode="score", lr=1e-3, score_lr=2e-3)
+    finetuned.load_state_dict(agent.state_dict())
+    assert [group["lr"] for group in finetuned.score_optimizer.param_groups] == [2e-3]
+    assert [group["lr"] for group in finetuned.policy_optimizer.param_groups] == [1e-3]
+    assert [group["lr"] for group in finetuned.optimizer.param_groups] == [1e-3 * Config().enc_lr_scale, 1e-3]
+    for loaded, saved in zip(finetuned.optimizer.state.values(), agent.optimizer.state.values(), strict=True):
+        assert torch.equal(loaded["exp_avg"], saved["exp_avg"])
     with pytest.raises(ConfigError, match=re.escape("score_lr=-0.001 must be >= 0 (0: lr=0.0003)")):
         Config.from_overrides({"score_lr": -0.001}).validate()
 

@@ -197,7 +197,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-
 @torch.no_grad()
 def move_parameters_towards(target: nn.Module, source: nn.Module, rate: float) -> None:
     """Polyak step: each parameter of ``target`` moves the fraction ``rate`` of the way to ``source``'s."""
