@@ -92,6 +92,8 @@ SHARED = {"act_mode": "auto", "score_target": "chain", "score_states": 256, "sco
 DENOISER = {"score_target": "denoiser", "score_states": 32, "score_replay_chains": 0.0}
 # The same, unanchored, reading the state observation instead of the latent z.
 OBSERVATION = {**DENOISER, "score_anchor": "none", "score_state": "observation"}
+# The same, also given the policy prior's plan as an input, acting with the 0.99 average of its weights.
+OBSERVATION_PRIOR_INPUT_AVERAGE = {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99}
 # Sets of passengers (--set), each run in its own directory, passengers-<set>. Passengers with the same
 # score_replay_chains share one chain memory, which the first of them fills.
 PASSENGER_SETS = {
@@ -139,14 +141,12 @@ PASSENGER_SETS = {
         "denoiser+observation+prior-input": {**OBSERVATION, "score_anchor": "input"},
     },
     "average": {  # the observation and the prior's plan, acting with an average of the weights (score_ema)
-        "denoiser+observation+prior-input+average0.99": {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99},
-        "denoiser+observation+prior-input+average0.999": {**OBSERVATION, "score_anchor": "input",
-                                                          "score_ema": 0.999},
+        "denoiser+observation+prior-input+average0.99": OBSERVATION_PRIOR_INPUT_AVERAGE,
+        "denoiser+observation+prior-input+average0.999": {**OBSERVATION_PRIOR_INPUT_AVERAGE, "score_ema": 0.999},
     },
     "learning-rate": {  # the same network averaged at 0.99, at the world model's step size and at 3.3 times it
-        "denoiser+observation+prior-input+average0.99": {**OBSERVATION, "score_anchor": "input", "score_ema": 0.99},
-        "denoiser+observation+prior-input+average0.99+lr1e-3": {**OBSERVATION, "score_anchor": "input",
-                                                                "score_ema": 0.99, "score_lr": 1e-3},
+        "denoiser+observation+prior-input+average0.99": OBSERVATION_PRIOR_INPUT_AVERAGE,
+        "denoiser+observation+prior-input+average0.99+lr1e-3": {**OBSERVATION_PRIOR_INPUT_AVERAGE, "score_lr": 1e-3},
     },
 }
 PASSENGERS_FILE = "passengers.pt"
