@@ -393,6 +393,11 @@ def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run
     assert result.returncode == 2
     assert result.stderr.strip() == (f"plan_departure: error: {short_run / 'checkpoint.pt'} holds an untrained "
                                      "score network (a run with act_mode=auto|score trains one)")
+    result = benchmark("chain_steps.py", short_run / "checkpoint.pt", "--buffer", str(short_run / "buffer.npz"),
+                       "--ways", "mc:2x4", "mc:0x1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("chain_steps: error: --ways 'mc:0x1': valid are mc:<k>x<K> and network:<k>, "
+                                     "k in 1..2 or all, K >= 1")
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
@@ -445,6 +450,32 @@ def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(
         assert cfg.score_anchor == ("prior" if "prior anchor" in name else "none"), name
         assert cfg.score_return_coef == (1.0 if "return 1" in name and "replay" not in name else 0.0), name
 
+
+
+def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from chain_steps import TruncatedChainPlanner, averaged_denoiser
+
+    from mbdpo.agent import Agent
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    steps = agent.cfg.diffusion_steps
+    with torch.no_grad():
+        z = agent.model.encode(torch.randn(1, agent.cfg.obs_dim))
+    plans = {}
+    for name, planner in {"monte carlo": agent.planner,
+                          "all steps": TruncatedChainPlanner(agent, steps, estimates=1, network=False),
+                          "first step": TruncatedChainPlanner(agent, 1, estimates=1, network=False)}.items():
+        torch.manual_seed(3)
+        plans[name] = planner.plan(z)
+    # the same random draws in the same order: the whole truncated chain is Monte-Carlo acting
+    assert torch.equal(plans["all steps"], plans["monte carlo"])
+    assert not torch.allclose(plans["first step"], plans["monte carlo"])
+    assert plans["first step"].shape == (agent.cfg.horizon, agent.cfg.action_dim)
+
+    ones, threes = torch.ones(2, 3, 1), 3 * torch.ones(2, 3, 1)
+    average = averaged_denoiser([lambda x_tau, tau: ones, lambda x_tau, tau: threes])
+    assert torch.equal(average(torch.zeros(2, 3, 1), 0), 2 * ones)
 
 
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
