@@ -26,7 +26,6 @@ One row per way and episode in ``--out`` (default
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
 from mbdpo.checkpoint import AGENT, load_checkpoint
 from mbdpo.config import Config
-from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import (
@@ -45,7 +43,7 @@ from mbdpo.planning.diffusion import (
 )
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
-from score_fit import SETTINGS, checkpoint_and_buffer_parser, split_buffer
+from score_fit import SETTINGS, checkpoint_and_buffer_parser, load_world_model, network_config, training_buffer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -71,8 +69,7 @@ class TruncatedChainPlanner(DiffusionPlanner):
         else:
             denoise = averaged_denoiser([monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
                                          for _ in range(self.estimates)])
-        x = self.chain_starts(torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device)
-                              if self.previous_plan is None else self.previous_plan.unsqueeze(0))
+        x = self.chain_starts(self.previous_plans(z.device))
         for tau in reversed(range(schedule.steps - self.steps, schedule.steps)):
             denoised = denoise(x, tau)
             x = reverse_step(x, score_from_denoised_mean(x, denoised, schedule.alpha_bar[tau]), schedule, tau,
@@ -99,17 +96,12 @@ def parse_way(way: str, diffusion_steps: int) -> tuple[str, int, int]:
 
 def trained_network_agent(checkpoint: dict, buffer_path: Path, updates: int) -> Agent:
     """An agent on the checkpoint's model, frozen, with a new score network trained for ``updates`` steps on
-    fresh Monte-Carlo targets (``score_fit.py``'s ``mixed 32x32``)."""
-    cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", score_candidates=1,
-                              score_mc_steps=0, **SETTINGS["mixed 32x32"])
+    fresh Monte-Carlo targets (``score_fit.py``'s ``mixed 32x32``, on the replay it trains on)."""
+    cfg = network_config(checkpoint, SETTINGS["mixed 32x32"])
     torch.manual_seed(0)
     agent = Agent(cfg, torch.device("cpu"))
-    agent.model.load_state_dict(checkpoint["agent"]["model"])
-    agent.q_scale.load_state_dict(checkpoint["agent"]["q_scale"])
-    agent.model.requires_grad_(False)
-    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
-    buffer.load(buffer_path)
-    buffer, _ = split_buffer(buffer, held_out=2)  # as score_fit.py trains
+    load_world_model(agent, checkpoint)
+    buffer, _ = training_buffer(cfg, buffer_path)
     rng = np.random.default_rng(0)
     tick = time.perf_counter()
     for _ in range(updates):

@@ -104,6 +104,28 @@ def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.
     return buffer, held_out_obs
 
 
+def training_buffer(cfg: Config, path: Path) -> tuple[ReplayBuffer, np.ndarray]:
+    """The run's replay buffer at ``path`` without its two newest episodes, which the checks hold out, and
+    those episodes' observations (:func:`split_buffer`)."""
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    buffer.load(path)
+    return split_buffer(buffer, held_out=2)
+
+
+def network_config(checkpoint: dict, overrides: dict) -> Config:
+    """The checkpoint's config with ``overrides``, its network acting alone (its one plan, no Monte-Carlo
+    steps), whatever the run acted with."""
+    return dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", score_candidates=1,
+                               score_mc_steps=0, **overrides)
+
+
+def load_world_model(agent: Agent, checkpoint: dict) -> None:
+    """The checkpoint's world model and Q scale (return guidance scales J by it) into ``agent``, frozen."""
+    agent.model.load_state_dict(checkpoint["agent"]["model"])
+    agent.q_scale.load_state_dict(checkpoint["agent"]["q_scale"])
+    agent.model.requires_grad_(False)
+
+
 def environment_return(agent: Agent, mode: str, episodes: int) -> dict[str, float]:
     """Mean and std of the evaluation return acting in ``mode`` (``mc``, ``score`` or ``prior``) on the run's
     evaluation episodes, and each episode's return (as ``mbdpo eval`` writes them, for paired differences)."""
@@ -140,9 +162,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         check_states: int, chains: int, chains_file: Path | None, eval_episodes: int, seed: int,
         continue_run: bool = False, new_network: bool = False, replay_return: bool = False,
         score_lr: float | None = None) -> list[dict]:
-    # The network acts alone (its one plan, no Monte-Carlo steps), whatever the run acted with.
-    cfg = dataclasses.replace(Config.from_dict(checkpoint["config"]), act_mode="auto", score_candidates=1,
-                              score_mc_steps=0, **overrides)
+    cfg = network_config(checkpoint, overrides)
     if cfg.score_target == "chain" and not continue_run:  # a memory that holds every chain acted for
         cfg = dataclasses.replace(cfg, score_chains=max(cfg.score_chains, chains))
     device = torch.device("cpu")
@@ -152,15 +172,12 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
         score_state = ("score_network", "score_optimizer", "acting_mode") if new_network else ()
         agent.load_state_dict({key: value for key, value in checkpoint["agent"].items() if key not in score_state})
     else:
-        agent.model.load_state_dict(checkpoint["agent"]["model"])
-        agent.q_scale.load_state_dict(checkpoint["agent"]["q_scale"])  # return guidance scales J by it
+        load_world_model(agent, checkpoint)
     if score_lr is not None:  # after loading: a loaded optimiser state carries the run's learning rate
         for group in agent.score_optimizer.param_groups:
             group["lr"] = score_lr
     agent.model.requires_grad_(False)
-    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
-    buffer.load(buffer_path)
-    buffer, held_out_obs = split_buffer(buffer, held_out=2)
+    buffer, held_out_obs = training_buffer(cfg, buffer_path)
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
     if agent.chains is not None and not continue_run:

@@ -290,10 +290,16 @@ class DiffusionPlanner(Planner):
         N(0, I), or for the warm kernel those plans shifted by one step."""
         return torch.randn_like(previous_plans) if self.stochastic else shifted(previous_plans)
 
+    def previous_plans(self, device: torch.device) -> torch.Tensor:
+        """The previous plan as a batch of one, ``[1, H, A]``, for :meth:`chain_starts`; zeros at an episode
+        start."""
+        if self.previous_plan is None:
+            return torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=device)
+        return self.previous_plan.unsqueeze(0)
+
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
-        previous = (torch.zeros(1, self.cfg.horizon, self.cfg.action_dim, device=z.device)
-                    if self.previous_plan is None else self.previous_plan.unsqueeze(0))  # zeros at an episode start
+        previous = self.previous_plans(z.device)
         if self.use_score_network:
             plans = self.score_network_plans(z, previous, task, obs)
             self.last_chain = None
