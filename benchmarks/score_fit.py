@@ -194,6 +194,7 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
                          "error_ratio": round(check.ratio, 3),
                          "network_error": round(float(check.network_error.mean()), 4),
                          "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
+                         "network_error_by_step": " ".join(f"{e:.3f}" for e in check.network_error.tolist()),
                          "network_plan_return": round(check.network_return, 2),
                          "monte_carlo_plan_return": round(check.monte_carlo_return, 2),
                          "random_plan_return": round(check.random_return, 2),
