@@ -178,6 +178,10 @@ class Config:
     # not (benchmarks/NOTES.md, "A larger step size for the network")
     score_lr: float = 0.0
     score_samples: int = 32  # 0: num_samples
+    # The score network's hidden layers: score_layers of width score_mlp_dim (0: mlp_dim). Ten times the
+    # parameters (3 x 1024) fitted the walker-walk Monte-Carlo denoiser no better (benchmarks/NOTES.md)
+    score_mlp_dim: int = 0
+    score_layers: int = 2
     # Weight of return guidance: the score network's denoised plan also climbs the imagined return J of the current
     # model (paper eq. 10), scaled as the policy prior's Q. 0: regression onto Monte-Carlo targets alone (eq. 16)
     score_return_coef: float = 0.0
@@ -301,7 +305,7 @@ class Config:
             "steps", "eval_freq", "log_freq", "eval_episodes", "batch_size", "horizon", "num_samples",
             "diffusion_steps", "mppi_iterations", "buffer_size", "enc_dim", "mlp_dim",
             "latent_dim", "num_enc_layers", "num_bins", "diffusion_temperature", "score_check_freq",
-            "score_check_states",
+            "score_check_states", "score_layers",
         ]
         for key in positive:
             if getattr(self, key) <= 0:
@@ -331,6 +335,8 @@ class Config:
         if self.act_mode != "mc" and not 0 < self.score_updates * self.score_states <= self.batch_size:
             raise ConfigError(f"score_updates={self.score_updates} must be in [1, batch_size // score_states="
                               f"{self.batch_size // self.score_states}] (each takes its own score_states of the batch)")
+        if self.score_mlp_dim < 0:
+            raise ConfigError(f"score_mlp_dim={self.score_mlp_dim} must be >= 0 (0: mlp_dim={self.mlp_dim})")
         if self.score_lr < 0:
             raise ConfigError(f"score_lr={self.score_lr} must be >= 0 (0: lr={self.lr})")
         if not 0 <= self.score_ema < 1:

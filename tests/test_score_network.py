@@ -7,6 +7,7 @@ switches and logs its checks, and checkpoints act in the mode they were
 trained in, never with an untrained network.
 """
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -288,6 +289,28 @@ def random_batch(cfg):
     buffer.add_episode(rng.normal(size=(101, cfg.obs_dim)), rng.uniform(-1, 1, (100, cfg.action_dim)),
                        rng.random(100), np.zeros(100))
     return buffer.sample(cfg.batch_size, rng, torch.device("cpu"))
+
+
+def test_score_network_size_is_its_own_or_the_models_mlp_width():
+    def hidden_widths(agent):
+        return [layer[0].out_features for layer in agent.score_network.net[:-1]]
+
+    assert hidden_widths(tiny_agent(act_mode="score")) == [32, 32]  # mlp_dim, two layers
+    wider = tiny_agent(act_mode="score", score_mlp_dim=48, score_layers=3)
+    assert hidden_widths(wider) == [48, 48, 48]
+    before = [p.clone() for p in wider.score_network.parameters()]
+    for _ in range(2):  # the first step moves only the zero-initialised output layer
+        wider.update(random_batch(wider.cfg))
+    assert all(not torch.equal(a, b) for a, b in zip(before, wider.score_network.parameters()) if a.dim() == 2)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"score_mlp_dim": -1}, "score_mlp_dim=-1 must be >= 0 (0: mlp_dim=512)"),
+    ({"score_layers": 0}, "score_layers=0 must be positive"),
+])
+def test_a_bad_score_network_size_names_what_is_valid(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config.from_overrides(overrides).validate()
 
 
 def test_agent_updates_the_score_network_only_when_it_may_act_with_it():

@@ -1,7 +1,8 @@
 """The amortised score network s_theta(z, x_tau, tau) (ALGORITHM.md section 5, paper eq. 16).
 
 An MLP on ``[state, task embedding, flattened x_tau, sinusoidal embedding of tau]``
-that predicts the denoised mean a_bar = E[x_0 | x_tau, z]; the score follows
+(``score_layers`` hidden layers of ``score_mlp_dim``, by default ``mlp_dim``) that
+predicts the denoised mean a_bar = E[x_0 | x_tau, z]; the score follows
 exactly from Tweedie's formula (eq. 12). The paper's reverse step (eq. 3) is
 x_{tau-1} = sqrt(alpha_bar_{tau-1}) a_bar + noise, so an error in a_bar is
 exactly the sampler's error at that step.
@@ -81,7 +82,8 @@ class ScoreNetwork(nn.Module):
         prior_plan_dim = plan_dim if self.anchor == "input" else 0
         state_dim = cfg.latent_dim if self.state_kind == "latent" else cfg.obs_dim
         inputs = state_dim + cfg.task_dim + plan_dim + prior_plan_dim + TAU_EMBEDDING_DIM
-        self.net = mlp(inputs, [cfg.mlp_dim, cfg.mlp_dim], 2 * plan_dim)  # gate logits and values
+        width = cfg.score_mlp_dim or cfg.mlp_dim
+        self.net = mlp(inputs, [width] * cfg.score_layers, 2 * plan_dim)  # gate logits and values
         init_weights(self)
         zero_output_layer(self.net)
         # Gradient steps taken; 0 means untrained (acting with it is refused).
