@@ -57,14 +57,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
     f"{inputs} {states}x{samples}": {"score_target": "denoiser", "score_replay_chains": 0, "score_inputs": inputs,
                                      "score_states": states, "score_samples": samples, "score_anchor": "none",
-                                     "score_return_coef": 0.0}
+                                     "score_return_coef": 0.0, "score_mlp_dim": 0, "score_layers": 2}
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
 SETTINGS["mixed 32x32, prior anchor"] = {**SETTINGS["mixed 32x32"], "score_anchor": "prior"}
+SETTINGS["mixed 32x32, 3x1024"] = {**SETTINGS["mixed 32x32"], "score_mlp_dim": 1024, "score_layers": 3}
 # The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
 SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0, "score_anchor": "none",
-                        "score_return_coef": 0.0}
+                        "score_return_coef": 0.0, "score_mlp_dim": 0, "score_layers": 2}
 SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
 SETTINGS["chain 256, return 1"] = {**SETTINGS["chain 256"], "score_return_coef": 1.0}
 SETTINGS["chain 256, return 1 at replay states"] = SETTINGS["chain 256"]
@@ -93,6 +94,31 @@ def replay_return_step(agent: Agent, z: torch.Tensor, obs: torch.Tensor) -> None
     with frozen(agent.model):
         loss = return_guidance_loss(agent.q_scale(plan_returns(agent.model, z, network(x_tau, tau), cfg.energy_eta)))
     agent.step_score_network(loss)
+
+
+def error_by_step(errors: torch.Tensor) -> str:
+    """Per-step errors as the CSV keeps them, tau = 0 (least noisy) first."""
+    return " ".join(f"{e:.3f}" for e in errors.tolist())
+
+
+def trained_state_errors(agent: Agent, trained_obs: np.ndarray) -> dict[str, str | float]:
+    """The network's score error, as the held-out check measures it, on states the network trains on: far
+    below the held-out error, the network fits its states and does not generalise; level, it fits neither."""
+    with torch.random.fork_rng():  # the training draws stay those of a run without this diagnostic
+        errors = agent.check_score_network(trained_obs).network_error
+    return {"trained_state_network_error": round(float(errors.mean()), 4),
+            "trained_state_error_by_step": error_by_step(errors)}
+
+
+def prior_move_share(agent: Agent, check_obs: np.ndarray, without_prior: Config) -> dict[str, str]:
+    """How much of Monte Carlo's move at the inputs the network's own chain visits comes from the policy prior's
+    trajectories among its candidates: per step, the relative score error of a Monte-Carlo estimate without
+    them (``without_prior``: ``num_pi_trajs=0``) against one with them. Near 0: Monte Carlo moves the plan
+    locally, from x_tau alone; near 1: it jumps to the prior's samples where the model ranks them above the
+    plan, a choice the network must learn from how the model ranks plans."""
+    with torch.random.fork_rng():
+        errors = agent.check_score_network(check_obs, other=without_prior).monte_carlo_error
+    return {"monte_carlo_without_prior_error_by_step": error_by_step(errors)}
 
 
 def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.ndarray]:
@@ -180,6 +206,9 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     buffer, held_out_obs = training_buffer(cfg, buffer_path)
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
+    trained_rows = episode_rows(buffer, np.arange(len(buffer.episode_start)))  # own generator: training draws stay
+    trained_obs = buffer.obs[np.random.default_rng(seed + 1).choice(trained_rows, check_states, replace=False)]
+    without_prior = dataclasses.replace(cfg, num_pi_trajs=0)
     if agent.chains is not None and not continue_run:
         if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
             raise ConfigError(f"--chains={chains} must be at least score_states={cfg.score_states}")
@@ -194,11 +223,13 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
                          "error_ratio": round(check.ratio, 3),
                          "network_error": round(float(check.network_error.mean()), 4),
                          "monte_carlo_error": round(float(check.monte_carlo_error.mean()), 4),
-                         "network_error_by_step": " ".join(f"{e:.3f}" for e in check.network_error.tolist()),
+                         "network_error_by_step": error_by_step(check.network_error),
                          "network_plan_return": round(check.network_return, 2),
                          "monte_carlo_plan_return": round(check.monte_carlo_return, 2),
                          "random_plan_return": round(check.random_return, 2),
-                         "ms_per_score_update": round(1000 * seconds / max(update, 1), 1)})
+                         "ms_per_score_update": round(1000 * seconds / max(update, 1), 1),
+                         **trained_state_errors(agent, trained_obs),
+                         **prior_move_share(agent, check_obs, without_prior)})
             if eval_episodes and (continue_run or update == updates) and agent.score_network.trained:
                 rows[-1].update(environment_return(agent, "score", eval_episodes))
             print(rows[-1], flush=True)
@@ -213,6 +244,12 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
             replay_return_step(agent, z, batch.obs[0])
         seconds += time.perf_counter() - tick
     return rows
+
+
+def selected(name: str, only: str, settings: dict) -> bool:
+    """Whether ``--only`` selects the setting ``name``: the one named ``only`` exactly, else every setting whose
+    name contains it (so that "mixed 32x32" runs that setting alone, not also its variants)."""
+    return name == only if only in settings else only in name
 
 
 def checkpoint_and_buffer_parser(description: str) -> argparse.ArgumentParser:
@@ -233,7 +270,7 @@ def main() -> None:
     parser.add_argument("--chains-file", type=Path, help="cache of the filled chain memory: read if present, "
                         "else written (the same checkpoint, buffer and --chains)")
     parser.add_argument("--eval-episodes", type=int, default=0, help="then act in the environment this many episodes")
-    parser.add_argument("--only", default="", help="substring of the setting names to run")
+    parser.add_argument("--only", default="", help="the setting to run, or a substring of the names of those to run")
     parser.add_argument("--continue-run", action="store_true",
                         help="continue the checkpoint's own score network on its own targets (its chains, "
                              "or fresh denoiser targets), acting in the environment at every check")
@@ -261,7 +298,7 @@ def main() -> None:
     # The checkpoint's own agent acting in the environment, as references for the networks: setting -> act_mode
     references = {**({"monte carlo": "mc"} if args.eval_episodes and not args.keep_monte_carlo else {}),
                   **({"policy prior": "prior"} if args.prior else {})}
-    chosen = [name for name in settings if args.only in name] + list(references)
+    chosen = [name for name in settings if selected(name, args.only, settings)] + list(references)
     results = [row for row in read_csv(out) if row["setting"] not in chosen]  # kept
     for setting, mode in references.items():
         agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
@@ -269,7 +306,7 @@ def main() -> None:
         print(results[-1], flush=True)
         write_csv(out, results)  # after each setting: a later failure keeps what was measured
     for name, overrides in settings.items():
-        if args.only in name:
+        if name in chosen:
             print(f"--- {name}")
             for row in fit(checkpoint, Path(args.buffer), overrides, args.updates, args.check_every,
                            args.check_states, args.chains, args.chains_file, args.eval_episodes, seed=0,

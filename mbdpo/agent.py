@@ -389,12 +389,14 @@ class Agent:
         return z, obs, x_tau, tau, plans, task, anchor
 
     @torch.no_grad()
-    def check_score_network(self, obs: np.ndarray, task: int | None = None) -> ScoreCheck:
+    def check_score_network(self, obs: np.ndarray, task: int | None = None, other: Config | None = None) -> ScoreCheck:
         """Score errors per diffusion step on the states of ``obs [V, obs_dim]`` (ideally held out).
 
         The network is compared with two independent Monte-Carlo estimates at
         full planner settings, on the inputs its own sampler visits, and the
-        imagined returns of both samplers' plans are compared.
+        imagined returns of both samplers' plans are compared. ``other`` gives
+        the second estimate other planner settings (its ``monte_carlo_error``
+        then measures how far those settings move Monte Carlo's estimate).
         """
         self.model.eval()
         task_tensor = self.task_tensor(task, len(obs))
@@ -409,7 +411,7 @@ class Agent:
         return check_score_network(
             score_network_denoiser(self.acting_score_network, self.model, schedule, z, task_tensor, obs=obs_tensor),
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
-            monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
+            monte_carlo_denoiser(self.model, other or self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,
         )
 

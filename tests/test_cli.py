@@ -441,14 +441,19 @@ def test_passenger_summary_pairs_each_way_with_monte_carlo_by_episode(monkeypatc
 
 def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    from score_fit import SETTINGS
+    from score_fit import SETTINGS, selected
 
-    # a run trained with the prior anchor and return guidance: only the settings named so may keep them
-    checkpoint_config = Config(score_anchor="prior", score_return_coef=1.0)
+    # a run trained with the prior anchor, return guidance and a wide network: only the settings named so keep them
+    checkpoint_config = Config(score_anchor="prior", score_return_coef=1.0, score_mlp_dim=64, score_layers=4)
     for name, overrides in SETTINGS.items():
         cfg = Config.from_dict({**checkpoint_config.to_dict(), **overrides})
         assert cfg.score_anchor == ("prior" if "prior anchor" in name else "none"), name
         assert cfg.score_return_coef == (1.0 if "return 1" in name and "replay" not in name else 0.0), name
+        assert (cfg.score_mlp_dim, cfg.score_layers) == ((1024, 3) if "3x1024" in name else (0, 2)), name
+    # --only names one setting exactly, or a part of several names
+    assert [name for name in SETTINGS if selected(name, "mixed 32x32", SETTINGS)] == ["mixed 32x32"]
+    assert [name for name in SETTINGS if selected(name, "mixed", SETTINGS)] == [
+        "mixed 32x32", "mixed 32x32, prior anchor", "mixed 32x32, 3x1024"]
 
 
 

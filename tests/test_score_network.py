@@ -710,6 +710,18 @@ def test_score_check_reports_errors_per_step():
     assert (check.monte_carlo_error > 0).all() and check.ratio > 0
 
 
+def test_the_check_can_compare_monte_carlo_with_other_planner_settings():
+    """``other`` makes the second estimate with other settings: from 5 candidates instead of 32, it lies far
+    further from the agent's own estimate than a second estimate with the agent's settings does."""
+    agent = tiny_agent(act_mode="auto")
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    torch.manual_seed(0)
+    same = agent.check_score_network(obs)
+    torch.manual_seed(0)
+    few = agent.check_score_network(obs, other=dataclasses.replace(agent.cfg, num_samples=5, num_elites=1))
+    assert few.monte_carlo_error.mean() > 2 * same.monte_carlo_error.mean()
+
+
 def test_untrained_score_network_is_refused():
     agent = tiny_agent(act_mode="auto")
     with pytest.raises(ConfigError, match="never trained"):
