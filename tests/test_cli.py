@@ -509,3 +509,24 @@ def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run
     for row in rows:
         assert row["network_to_identity"] == 0 and row["monte_carlo_to_prior"] == 0
         assert row["network_to_monte_carlo"] == row["network_to_prior"] == row["monte_carlo_to_identity"] > 0
+
+
+def test_rollout_costs_time_each_count_of_plans_and_a_network_call(monkeypatch):
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    from rollout_cost import ACTION_DIM, OBS_DIM, cost_rows
+
+    from mbdpo.agent import Agent
+
+    cfg = Config.from_overrides({"device": "cpu", "mlp_dim": 32, "enc_dim": 32, "latent_dim": 16,
+                                 "planner_preset": "cpu", "act_mode": "score"}).resolve(OBS_DIM, ACTION_DIM, 1000)
+    rows = cost_rows(Agent(cfg, torch.device("cpu")), [1, 4], repeats=2)
+    assert [row["call"] for row in rows] == ["rollout of 1 plans", "rollout of 4 plans", "score-network call"]
+    for row in rows:
+        assert row["ms_per_call"] > 0
+        assert row["ms_per_action_at_one_per_step"] == round(row["ms_per_call"] * cfg.diffusion_steps, 1)
+    result = subprocess.run([sys.executable, str(benchmarks / "rollout_cost.py"), "--plans", "0", "8"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == ("rollout_cost.py: error: --plans 0: every count of plans "
+                                                      "must be at least 1")
