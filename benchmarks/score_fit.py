@@ -12,7 +12,10 @@ the ``chain`` setting first acts (by Monte Carlo, exploring, as training
 does) from ``--chains`` states of the buffer, which stores the chains, then
 regresses onto them. Every ``--check-every`` updates it runs the held-out
 check of ``act_mode=auto`` on the states of the newest stored episodes, which
-training never samples. With ``--eval-episodes``, the trained network and
+training never samples; each check also measures the network's error on
+states it trains on (:func:`trained_state_errors`) and how much of Monte
+Carlo's move comes from the policy prior's trajectories among its candidates
+(:func:`prior_move_share`). With ``--eval-episodes``, the trained network and
 the Monte-Carlo sampler then act in the environment (the run's evaluation
 seeds). ``chain 256, return 1`` adds return guidance at the chains' states
 (``score_return_coef=1``); ``chain 256, return 1 at replay states`` instead
