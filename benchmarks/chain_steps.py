@@ -15,6 +15,9 @@ of its final plan at that step (Tweedie). A way of acting is
   expectation that the score network regresses onto (eq. 16), so if
   averaging costs return, the regression's target acts worse than the
   sampler it amortises;
+- ``local:kxK``: the same without the policy prior's trajectories among
+  the candidates (``num_pi_trajs=0``): Monte Carlo's local moves alone,
+  which depend on x_tau and its proposals only;
 - ``network:k``: a new score network, trained first on the model frozen
   for ``--updates`` score steps on fresh Monte-Carlo targets (the defaults:
   32 replay states x 32 samples, mixed inputs; ``score_fit.py``'s ``mixed
@@ -26,6 +29,7 @@ One row per way and episode in ``--out`` (default
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -55,10 +59,11 @@ def averaged_denoiser(denoisers: list[DenoiseFn]) -> DenoiseFn:
 
 class TruncatedChainPlanner(DiffusionPlanner):
     """The diffusion planner cut after its ``steps`` noisiest reverse steps, its plan the last denoised
-    mean; by Monte Carlo with each denoised mean averaged over ``estimates``, or with the score network."""
+    mean; by Monte Carlo with each denoised mean averaged over ``estimates``, or with the score network.
+    ``cfg`` (default the agent's) gives Monte Carlo other planner settings."""
 
-    def __init__(self, agent: Agent, steps: int, estimates: int, network: bool):
-        super().__init__(agent.model, agent.cfg, agent.score_network)
+    def __init__(self, agent: Agent, steps: int, estimates: int, network: bool, cfg: Config | None = None):
+        super().__init__(agent.model, cfg or agent.cfg, agent.score_network)
         self.steps, self.estimates, self.network = steps, estimates, network
 
     @torch.no_grad()
@@ -79,7 +84,7 @@ class TruncatedChainPlanner(DiffusionPlanner):
 
 
 def parse_way(way: str, diffusion_steps: int) -> tuple[str, int, int]:
-    """``mc:kxK`` or ``network:k`` (k a number of steps or ``all``) -> (kind, steps, estimates)."""
+    """``mc:kxK``, ``local:kxK`` or ``network:k`` (k a number of steps or ``all``) -> (kind, steps, estimates)."""
     kind, _, spec = way.partition(":")
     steps_text, _, estimates_text = spec.partition("x")
     try:
@@ -87,10 +92,10 @@ def parse_way(way: str, diffusion_steps: int) -> tuple[str, int, int]:
         estimates = int(estimates_text or 1)
     except ValueError:
         steps = estimates = 0
-    if kind not in ("mc", "network") or not 1 <= steps <= diffusion_steps or estimates < 1 \
+    if kind not in ("mc", "local", "network") or not 1 <= steps <= diffusion_steps or estimates < 1 \
             or (kind == "network" and estimates_text):
-        raise ConfigError(f"--ways {way!r}: valid are mc:<k>x<K> and network:<k>, k in 1..{diffusion_steps} "
-                          "or all, K >= 1")
+        raise ConfigError(f"--ways {way!r}: valid are mc:<k>x<K>, local:<k>x<K> and network:<k>, "
+                          f"k in 1..{diffusion_steps} or all, K >= 1")
     return kind, steps, estimates
 
 
@@ -115,7 +120,8 @@ def trained_network_agent(checkpoint: dict, buffer_path: Path, updates: int) -> 
 
 def main() -> None:
     parser = checkpoint_and_buffer_parser(__doc__)
-    parser.add_argument("--ways", nargs="+", required=True, help="mc:<k>x<K> or network:<k> (k: steps or all)")
+    parser.add_argument("--ways", nargs="+", required=True,
+                        help="mc:<k>x<K>, local:<k>x<K> or network:<k> (k: steps or all)")
     parser.add_argument("--updates", type=int, default=3000, help="score steps of the new network (network:k)")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS / "chain_steps.csv")
@@ -130,7 +136,8 @@ def main() -> None:
     env = make_env(cfg.task, cfg.seed)
     rows = []
     for way, (kind, steps, estimates) in ways.items():
-        agent.planner = TruncatedChainPlanner(agent, steps, estimates, network=kind == "network")
+        planner_cfg = dataclasses.replace(agent.cfg, num_pi_trajs=0) if kind == "local" else agent.cfg
+        agent.planner = TruncatedChainPlanner(agent, steps, estimates, network=kind == "network", cfg=planner_cfg)
         tick = time.perf_counter()
         for episode in range(args.episodes):
             result = run_episode(agent, env, episode_seed(cfg.seed, "eval", episode))

@@ -2,6 +2,7 @@
 
 import contextlib
 import csv
+import dataclasses
 import io
 import os
 import signal
@@ -396,8 +397,8 @@ def test_benchmark_scripts_end_a_user_error_with_one_line_and_status_2(short_run
     result = benchmark("chain_steps.py", short_run / "checkpoint.pt", "--buffer", str(short_run / "buffer.npz"),
                        "--ways", "mc:2x4", "mc:0x1")
     assert result.returncode == 2
-    assert result.stderr.strip() == ("chain_steps: error: --ways 'mc:0x1': valid are mc:<k>x<K> and network:<k>, "
-                                     "k in 1..2 or all, K >= 1")
+    assert result.stderr.strip() == ("chain_steps: error: --ways 'mc:0x1': valid are mc:<k>x<K>, local:<k>x<K> and "
+                                     "network:<k>, k in 1..2 or all, K >= 1")
     assert not (tmp_path / "out.csv").exists()
     with pytest.raises(ValueError):  # any other exception is a bug: it keeps its traceback
         exit_on_user_error(lambda: int("x"), "script")
@@ -459,7 +460,7 @@ def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(
 
 def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    from chain_steps import TruncatedChainPlanner, averaged_denoiser
+    from chain_steps import TruncatedChainPlanner, averaged_denoiser, parse_way
 
     from mbdpo.agent import Agent
 
@@ -477,6 +478,19 @@ def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_r
     assert torch.equal(plans["all steps"], plans["monte carlo"])
     assert not torch.allclose(plans["first step"], plans["monte carlo"])
     assert plans["first step"].shape == (agent.cfg.horizon, agent.cfg.action_dim)
+
+    # local: Monte Carlo without the policy prior's trajectories among the candidates (it draws none)
+    assert parse_way("local:allx2", steps) == ("local", steps, 2)
+    local = TruncatedChainPlanner(agent, steps, estimates=1, network=False,
+                                  cfg=dataclasses.replace(agent.cfg, num_pi_trajs=0))
+
+    def no_prior_trajectories(*args, **kwargs):
+        raise AssertionError("the prior's trajectories were drawn")
+
+    monkeypatch.setattr("mbdpo.planning.diffusion.policy_trajectories", no_prior_trajectories)
+    assert local.plan(z).shape == plans["monte carlo"].shape
+    with pytest.raises(AssertionError, match="trajectories were drawn"):
+        agent.planner.plan(z)
 
     ones, threes = torch.ones(2, 3, 1), 3 * torch.ones(2, 3, 1)
     average = averaged_denoiser([lambda x_tau, tau: ones, lambda x_tau, tau: threes])
