@@ -7,9 +7,9 @@ thread, in one process. A Monte-Carlo reverse step scores ``num_samples`` plans 
 rollout (:func:`~mbdpo.planning.rollout.candidate_returns`); acting with the score network
 makes one network call per reverse step and no rollout. Giving the network the imagined
 return J of its input at every step would add a rollout of one plan per step, and ranking
-candidates one rollout of those per action. Each row is milliseconds per call; the
-``per action`` column multiplies it by the calls one action makes (``diffusion_steps`` per
-chain). Run it on an idle machine.
+candidates one rollout of those per action. Each row is milliseconds per call;
+``ms_per_action_at_one_per_step`` multiplies it by the ``diffusion_steps`` calls of one
+action's reverse chain. Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
 from mbdpo.config import Config
+from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.rollout import candidate_returns
 from speed import time_ms
 
@@ -55,7 +56,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if min(args.plans) < 1:
-        parser.error(f"--plans {min(args.plans)}: every count of plans must be at least 1")
+        raise ConfigError(f"--plans {min(args.plans)}: every count of plans must be at least 1")
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats}: must be at least 1")
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = Config.from_overrides({"model_size": 1, "planner_preset": "cpu", "device": "cpu", "act_mode": "score"})
@@ -69,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_user_error(main, "rollout_cost")

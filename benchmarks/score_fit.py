@@ -209,7 +209,8 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     buffer, held_out_obs = training_buffer(cfg, buffer_path)
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
-    trained_rows = episode_rows(buffer, np.arange(len(buffer.episode_start)))  # own generator: training draws stay
+    # Drawn by a generator of their own, so that rng's training draws stay those of runs before this diagnostic
+    trained_rows = episode_rows(buffer, np.arange(len(buffer.episode_start)))
     trained_obs = buffer.obs[np.random.default_rng(seed + 1).choice(trained_rows, check_states, replace=False)]
     without_prior = dataclasses.replace(cfg, num_pi_trajs=0)
     if agent.chains is not None and not continue_run:

@@ -457,7 +457,6 @@ def test_score_fit_settings_fix_what_they_compare_whatever_the_checkpoint_chose(
         "mixed 32x32", "mixed 32x32, prior anchor", "mixed 32x32, 3x1024"]
 
 
-
 def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from chain_steps import TruncatedChainPlanner, averaged_denoiser, parse_way
@@ -539,8 +538,9 @@ def test_rollout_costs_time_each_count_of_plans_and_a_network_call(monkeypatch):
     for row in rows:
         assert row["ms_per_call"] > 0
         assert row["ms_per_action_at_one_per_step"] == round(row["ms_per_call"] * cfg.diffusion_steps, 1)
-    result = subprocess.run([sys.executable, str(benchmarks / "rollout_cost.py"), "--plans", "0", "8"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == ("rollout_cost.py: error: --plans 0: every count of plans "
-                                                      "must be at least 1")
+    for options, message in [(["--plans", "0", "8"], "--plans 0: every count of plans must be at least 1"),
+                             (["--repeats", "0"], "--repeats 0: must be at least 1")]:
+        result = subprocess.run([sys.executable, str(benchmarks / "rollout_cost.py"), *options],
+                                capture_output=True, text=True)
+        assert result.returncode == 2
+        assert result.stderr.strip() == f"rollout_cost: error: {message}"
