@@ -496,6 +496,56 @@ def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_r
     assert torch.equal(average(torch.zeros(2, 3, 1), 0), 2 * ones)
 
 
+def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(short_run, monkeypatch):
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    from value_ranking import BestProposalPlanner, Way, critic_values, parse_way
+
+    from mbdpo.agent import Agent
+    from mbdpo.planning.rollout import candidate_returns, policy_trajectories
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    model, cfg = agent.model.eval(), agent.cfg  # as when acting: no Q dropout
+    with torch.no_grad():
+        z = model.encode(torch.randn(1, cfg.obs_dim))
+    rankings = {"value": lambda plans: critic_values(model, z, plans[:, 0]),
+                "return": lambda plans: candidate_returns(model, z, plans.unsqueeze(0), cfg.energy_eta)[0]}
+    for ranking, score in rankings.items():
+        planner = BestProposalPlanner(agent.planner, Way("prior", prior_plans=16, ranking=ranking))
+        with torch.no_grad():
+            torch.manual_seed(7)  # the planner's draws, in its order: the proposals, then the ranking
+            proposals = policy_trajectories(model, z, cfg.horizon, 16)[0]
+            scores = score(proposals)
+            torch.manual_seed(7)
+            chosen = planner.plan(z)
+        assert len(set(scores.tolist())) == 16  # a real choice
+        assert torch.equal(chosen, proposals[scores.argmax()])
+    assert torch.equal(critic_values(model, z, proposals[:, 0]), critic_values(model, z, proposals[:, 0]))
+
+    # beside a network, it counts the actions that took one of the network's plans
+    with torch.no_grad():
+        fixed = policy_trajectories(model, z, cfg.horizon, 5)[0]
+    best_first = fixed[critic_values(model, z, fixed[:, 0]).argsort(descending=True)]
+    for network_plans, prior_plans, network_actions in [(best_first[:2], best_first[2:], 3),
+                                                         (best_first[3:], best_first[:3], 0)]:
+        mixed = BestProposalPlanner(agent.planner, Way("network", network_plans=2, prior_plans=3, ranking="value"))
+        monkeypatch.setattr(mixed, "network_plans", lambda z, obs, plans=network_plans: plans)
+        monkeypatch.setattr("value_ranking.policy_trajectories", lambda *args, plans=prior_plans: plans.unsqueeze(0))
+        with torch.no_grad():
+            for _ in range(3):
+                assert torch.equal(mixed.plan(z), best_first[0])
+        assert (mixed.actions, mixed.network_actions) == (3, network_actions)
+
+    assert parse_way("network:16+0:return") == Way("network", network_plans=16, prior_plans=0, ranking="return")
+    assert parse_way("prior-mean") == Way("prior-mean") and parse_way("network") == Way("network", network_plans=1)
+    result = subprocess.run([sys.executable, str(benchmarks / "value_ranking.py"), "--checkpoint", "any.pt",
+                             "--buffer", "any.npz", "--ways", "mc", "prior:8:rank"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "value_ranking: error: --ways 'prior:8:rank': valid are mc, prior-mean, prior:<P>:<rank>, network and "
+        "network:<K>+<P>:<rank>, with K, P >= 1 (P >= 0 beside a network) and rank value or return")
+
+
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from plan_departure import step_distances
