@@ -29,6 +29,7 @@ One row per way and episode in ``--out`` (default
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -118,21 +119,41 @@ def trained_network_agent(checkpoint: dict, buffer_path: Path, updates: int) -> 
     return agent
 
 
-def main() -> None:
-    parser = checkpoint_and_buffer_parser(__doc__)
-    parser.add_argument("--ways", nargs="+", required=True,
-                        help="mc:<k>x<K>, local:<k>x<K> or network:<k> (k: steps or all)")
-    parser.add_argument("--updates", type=int, default=3000, help="score steps of the new network (network:k)")
+def ways_parser(description: str, ways_help: str, default_out: Path) -> argparse.ArgumentParser:
+    """The options of a script that plays a frozen checkpoint's evaluation episodes in several ``--ways``,
+    some with a new score network trained for ``--updates`` steps first."""
+    parser = checkpoint_and_buffer_parser(description)
+    parser.add_argument("--ways", nargs="+", required=True, help=ways_help)
+    parser.add_argument("--updates", type=int, default=3000, help="score steps of the new network (network ways)")
     parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=RESULTS / "chain_steps.csv")
-    args = parser.parse_args()
-    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"), holds=AGENT)
+    parser.add_argument("--out", type=Path, default=default_out)
+    return parser
+
+
+def single_task_diffusion_checkpoint(path: str, script: str) -> tuple[dict, Config]:
+    """The checkpoint at ``path`` and its config; a one-line error naming ``script`` unless it is a
+    single-task ``planner=diffusion`` agent."""
+    checkpoint = load_checkpoint(Path(path), torch.device("cpu"), holds=AGENT)
     cfg = Config.from_dict(checkpoint["config"])
     if cfg.planner != "diffusion" or cfg.multitask:
-        raise ConfigError(f"{args.checkpoint}: chain_steps.py takes single-task planner=diffusion agents")
+        raise ConfigError(f"{path}: {script} takes single-task planner=diffusion agents")
+    return checkpoint, cfg
+
+
+def playing_agent(checkpoint: dict, args: argparse.Namespace, network: bool) -> Agent:
+    """The agent the ways play: with a new score network (:func:`trained_network_agent`) if ``network``,
+    else the checkpoint's own."""
+    if network:
+        return trained_network_agent(checkpoint, Path(args.buffer), args.updates)
+    return Agent.from_checkpoint(args.checkpoint)
+
+
+def main() -> None:
+    args = ways_parser(__doc__, "mc:<k>x<K>, local:<k>x<K> or network:<k> (k: steps or all)",
+                       RESULTS / "chain_steps.csv").parse_args()
+    checkpoint, cfg = single_task_diffusion_checkpoint(args.checkpoint, "chain_steps.py")
     ways = {way: parse_way(way, cfg.diffusion_steps) for way in args.ways}
-    agent = (trained_network_agent(checkpoint, Path(args.buffer), args.updates)
-             if any(kind == "network" for kind, _, _ in ways.values()) else Agent.from_checkpoint(args.checkpoint))
+    agent = playing_agent(checkpoint, args, any(kind == "network" for kind, _, _ in ways.values()))
     env = make_env(cfg.task, cfg.seed)
     rows = []
     for way, (kind, steps, estimates) in ways.items():

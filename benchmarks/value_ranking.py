@@ -40,10 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
-from mbdpo.checkpoint import AGENT, load_checkpoint
-from mbdpo.config import Config
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.model.functional import two_hot_decode
@@ -53,8 +50,7 @@ from mbdpo.planning.diffusion import DiffusionPlanner, best_of_candidates, rever
 from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
-from chain_steps import trained_network_agent
-from score_fit import checkpoint_and_buffer_parser
+from chain_steps import playing_agent, single_task_diffusion_checkpoint, ways_parser
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RANKINGS = ("value", "return")
@@ -139,20 +135,11 @@ class BestProposalPlanner(Planner):
 
 
 def main() -> None:
-    parser = checkpoint_and_buffer_parser(__doc__)
-    parser.add_argument("--ways", nargs="+", required=True,
-                        help="mc, prior-mean, prior:<P>:<value|return>, network, network:<K>+<P>:<value|return>")
-    parser.add_argument("--updates", type=int, default=3000, help="score steps of the new network (network ways)")
-    parser.add_argument("--episodes", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=RESULTS / "value_ranking.csv")
-    args = parser.parse_args()
+    args = ways_parser(__doc__, "mc, prior-mean, prior:<P>:<value|return>, network, network:<K>+<P>:<value|return>",
+                       RESULTS / "value_ranking.csv").parse_args()
     ways = {text: parse_way(text) for text in args.ways}
-    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"), holds=AGENT)
-    cfg = Config.from_dict(checkpoint["config"])
-    if cfg.planner != "diffusion" or cfg.multitask:
-        raise ConfigError(f"{args.checkpoint}: value_ranking.py takes single-task planner=diffusion agents")
-    agent = (trained_network_agent(checkpoint, Path(args.buffer), args.updates)
-             if any(way.network_plans for way in ways.values()) else Agent.from_checkpoint(args.checkpoint))
+    checkpoint, cfg = single_task_diffusion_checkpoint(args.checkpoint, "value_ranking.py")
+    agent = playing_agent(checkpoint, args, any(way.network_plans for way in ways.values()))
     monte_carlo = agent.planner
     assert isinstance(monte_carlo, DiffusionPlanner)
     env = make_env(cfg.task, cfg.seed)
