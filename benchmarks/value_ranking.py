@@ -46,7 +46,7 @@ from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.model.functional import two_hot_decode
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner
-from mbdpo.planning.diffusion import DiffusionPlanner, best_of_candidates, reverse_diffusion, score_network_denoiser
+from mbdpo.planning.diffusion import DiffusionPlanner, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
@@ -118,8 +118,8 @@ class BestProposalPlanner(Planner):
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
         way = self.way
         if way.kind == "prior-mean":
-            _, prior = self.model.pi(z)
-            return torch.cat([prior["mean"], torch.zeros(self.cfg.horizon - 1, self.cfg.action_dim)])
+            mean, _ = self.model.policy_distribution(z)
+            return torch.cat([self.model.mean_action(mean), torch.zeros(self.cfg.horizon - 1, self.cfg.action_dim)])
         proposals = [self.network_plans(z, obs)] if way.network_plans else []
         if way.prior_plans:
             proposals.append(policy_trajectories(self.model, z, self.cfg.horizon, way.prior_plans)[0])
@@ -131,7 +131,7 @@ class BestProposalPlanner(Planner):
         best = int(scores.argmax())
         self.actions += 1
         self.network_actions += best < way.network_plans
-        return best_of_candidates(scores.unsqueeze(0), plans.unsqueeze(0))[0]
+        return plans[best]
 
 
 def main() -> None:
