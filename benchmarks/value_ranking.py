@@ -23,7 +23,9 @@ the best of a set of proposals. A way of acting is
   trajectories;
 
 where RANK is ``value``, the mean over all Q heads of Q(z, a_0) for each
-proposal's first action (:func:`critic_values`, no rollout), or ``return``,
+proposal's first action (:func:`~mbdpo.diagnostics.mean_q`: not the planners'
+random two heads, so an acting model, without dropout, ranks the same
+proposals the same way every time; no rollout), or ``return``,
 J by one rollout of the proposals (:func:`~mbdpo.planning.rollout.candidate_returns`).
 One row per way and episode in ``--out`` (default ``results/value_ranking.csv``):
 the return, the episode's milliseconds per step (acting and the
@@ -43,8 +45,7 @@ import torch
 from mbdpo.analysis.runs import write_csv
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
-from mbdpo.model.functional import two_hot_decode
-from mbdpo.model.world_model import WorldModel
+from mbdpo.diagnostics import mean_q
 from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import candidate_returns, policy_trajectories
@@ -87,14 +88,6 @@ def parse_way(text: str) -> Way:
                       f"network:<K>+<P>:<rank>, with K, P >= 1 (P >= 0 beside a network) and rank value or return")
 
 
-def critic_values(model: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """Q(z, a) of each action ``[M, A]`` from one latent ``z [1, L]``: the mean over all Q heads, not
-    :meth:`~mbdpo.model.world_model.WorldModel.q_value`'s random two, so that an acting model (no dropout)
-    ranks the same actions the same way every time. Returns ``[M]``."""
-    logits = model.q_logits(z.expand(len(actions), -1), actions)
-    return two_hot_decode(logits, model.cfg.vmin, model.cfg.vmax).mean(0).squeeze(-1)
-
-
 class BestProposalPlanner(Planner):
     """Acts on the best of the score network's and the policy prior's proposals (:class:`Way`), the network
     and its schedule those of ``diffusion``, an agent's planner; counts how many of its actions took a
@@ -126,7 +119,7 @@ class BestProposalPlanner(Planner):
         plans = torch.cat(proposals)
         if len(plans) == 1:
             return plans[0]
-        scores = (critic_values(self.model, z, plans[:, 0]) if way.ranking == "value"
+        scores = (mean_q(self.model, z.expand(len(plans), -1), plans[:, 0]) if way.ranking == "value"
                   else candidate_returns(self.model, z, plans.unsqueeze(0), self.cfg.energy_eta)[0])
         best = int(scores.argmax())
         self.actions += 1

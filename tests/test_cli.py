@@ -500,16 +500,17 @@ def test_a_truncated_chain_of_all_steps_plans_as_monte_carlo_acting_does(short_r
 def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(short_run, monkeypatch):
     benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
     monkeypatch.syspath_prepend(str(benchmarks))
-    from value_ranking import BestProposalPlanner, Way, critic_values, parse_way
+    from value_ranking import BestProposalPlanner, Way, parse_way
 
     from mbdpo.agent import Agent
+    from mbdpo.diagnostics import mean_q
     from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 
     agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
     model, cfg = agent.model.eval(), agent.cfg  # as when acting: no Q dropout
     with torch.no_grad():
         z = model.encode(torch.randn(1, cfg.obs_dim))
-    rankings = {"value": lambda plans: critic_values(model, z, plans[:, 0]),
+    rankings = {"value": lambda plans: mean_q(model, z.expand(len(plans), -1), plans[:, 0]),
                 "return": lambda plans: candidate_returns(model, z, plans.unsqueeze(0), cfg.energy_eta)[0]}
     for ranking, score in rankings.items():
         planner = BestProposalPlanner(agent.planner, Way("prior", prior_plans=16, ranking=ranking))
@@ -521,12 +522,13 @@ def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(shor
             chosen = planner.plan(z)
         assert len(set(scores.tolist())) == 16  # a real choice
         assert torch.equal(chosen, proposals[scores.argmax()])
-    assert torch.equal(critic_values(model, z, proposals[:, 0]), critic_values(model, z, proposals[:, 0]))
+    first_actions = proposals[:, 0]
+    assert torch.equal(mean_q(model, z.expand(16, -1), first_actions), mean_q(model, z.expand(16, -1), first_actions))
 
     # beside a network, it counts the actions that took one of the network's plans
     with torch.no_grad():
         fixed = policy_trajectories(model, z, cfg.horizon, 5)[0]
-    best_first = fixed[critic_values(model, z, fixed[:, 0]).argsort(descending=True)]
+    best_first = fixed[mean_q(model, z.expand(5, -1), fixed[:, 0]).argsort(descending=True)]
     for network_plans, prior_plans, network_actions in [(best_first[:2], best_first[2:], 3),
                                                          (best_first[3:], best_first[:3], 0)]:
         mixed = BestProposalPlanner(agent.planner, Way("network", network_plans=2, prior_plans=3, ranking="value"))
