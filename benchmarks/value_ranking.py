@@ -47,7 +47,7 @@ from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.diagnostics import mean_q
 from mbdpo.planning.base import Planner
-from mbdpo.planning.diffusion import DiffusionPlanner, reverse_diffusion, score_network_denoiser
+from mbdpo.planning.diffusion import DiffusionPlanner
 from mbdpo.planning.rollout import candidate_returns, policy_trajectories
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
@@ -100,12 +100,8 @@ class BestProposalPlanner(Planner):
 
     def network_plans(self, z: torch.Tensor, obs: torch.Tensor | None) -> torch.Tensor:
         """``network_plans`` plans from the score network, one batched reverse chain: ``[K, H, A]``."""
-        planner, count = self.diffusion, self.way.network_plans
-        schedule = planner.schedule_on(z.device)
-        denoise = score_network_denoiser(planner.score_network, self.model, schedule, z, copies=count, obs=obs)
-        starts = torch.randn(count, self.cfg.horizon, self.cfg.action_dim, device=z.device)
-        plans, _ = reverse_diffusion(denoise, starts, schedule, stochastic=True)
-        return plans.clamp(-1, 1)
+        previous = self.diffusion.previous_plans(z.device)
+        return self.diffusion.score_network_candidates(z, previous, self.way.network_plans, obs=obs)[0]
 
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:

@@ -315,12 +315,25 @@ class DiffusionPlanner(Planner):
         obs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Plan with the score network from each latent of ``z [B, L]`` (section 5): draw
-        :attr:`score_candidates` plans from it in one batched reverse chain, and keep the best by the current
-        model's imagined return (:func:`best_of_candidates`); ``obs`` are the observations ``z`` was
+        :attr:`score_candidates` plans from it (:meth:`score_network_candidates`), and keep the best by the
+        current model's imagined return (:func:`best_of_candidates`); ``obs`` are the observations ``z`` was
         encoded from (needed with ``score_state=observation``). With one candidate, no rollouts, unless
         ``score_mc_steps`` hands the last steps of the chain to Monte Carlo (:func:`handed_over`). Returns
         ``[B, H, A]``, clamped to the action range."""
         count = self.score_candidates
+        plans = self.score_network_candidates(z, previous_plans, count, task, obs)
+        if count == 1:
+            return plans[:, 0]
+        return best_of_candidates(candidate_returns(self.model, z, plans, self.cfg.energy_eta, task), plans)
+
+    @torch.no_grad()
+    def score_network_candidates(
+        self, z: torch.Tensor, previous_plans: torch.Tensor, count: int, task: torch.Tensor | None = None,
+        obs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``count`` plans from the score network for each latent of ``z [B, L]``, in one batched reverse
+        chain started by :meth:`chain_starts` from ``previous_plans [B, H, A]`` (its last ``score_mc_steps``
+        steps by Monte Carlo). Returns ``[B, count, H, A]``, clamped to the action range."""
         schedule = self.schedule_on(z.device)
         denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count, obs=obs)
         if self.cfg.score_mc_steps:
@@ -328,10 +341,7 @@ class DiffusionPlanner(Planner):
             denoise = handed_over(denoise, refine, self.cfg.score_mc_steps)
         starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))
         plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
-        plans = plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])
-        if count == 1:
-            return plans[:, 0]
-        return best_of_candidates(candidate_returns(self.model, z, plans, self.cfg.energy_eta, task), plans)
+        return plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])
 
     @torch.no_grad()
     def monte_carlo_chains(
