@@ -90,12 +90,16 @@ def parse_way(text: str) -> Way:
 
 class BestProposalPlanner(Planner):
     """Acts on the best of the score network's and the policy prior's proposals (:class:`Way`), the network
-    and its schedule those of ``diffusion``, an agent's planner; counts how many of its actions took a
-    network plan."""
+    that of ``diffusion``, an agent's planner; counts, per episode, the ranked actions and those of them that
+    took a network plan."""
 
     def __init__(self, diffusion: DiffusionPlanner, way: Way):
         super().__init__(diffusion.model, diffusion.cfg)
         self.diffusion, self.way = diffusion, way
+        self.actions = self.network_actions = 0
+
+    def reset(self) -> None:
+        super().reset()
         self.actions = self.network_actions = 0
 
     def network_plans(self, z: torch.Tensor, obs: torch.Tensor | None) -> torch.Tensor:
@@ -135,16 +139,15 @@ def main() -> None:
     rows = []
     for text, way in ways.items():
         agent.planner = planner = monte_carlo if way.kind == "mc" else BestProposalPlanner(monte_carlo, way)
+        ranked_mixture = way.network_plans and way.prior_plans
         for episode in range(args.episodes):
-            if isinstance(planner, BestProposalPlanner):
-                planner.actions = planner.network_actions = 0
             tick = time.perf_counter()
-            result = run_episode(agent, env, episode_seed(cfg.seed, "eval", episode))
-            ranked_mixture = way.network_plans and way.prior_plans
-            rows.append({"checkpoint": args.checkpoint, "way": text, "updates": args.updates if way.network_plans else 0,
-                         "episode": episode, "episode_reward": round(result["episode_reward"], 3),
+            result = run_episode(agent, env, episode_seed(cfg.seed, "eval", episode))  # resets the counts first
+            share = round(planner.network_actions / planner.actions, 3) if ranked_mixture else ""
+            rows.append({"checkpoint": args.checkpoint, "way": text,
+                         "updates": args.updates if way.network_plans else 0, "episode": episode, "episode_reward": round(result["episode_reward"], 3),
                          "ms_per_step": round(1000 * (time.perf_counter() - tick) / result["episode_length"], 2),
-                         "network_share": round(planner.network_actions / planner.actions, 3) if ranked_mixture else ""})
+                         "network_share": share})
             write_csv(args.out, rows)  # after each episode: a stopped run keeps what it measured
         returns = [row["episode_reward"] for row in rows if row["way"] == text]
         print(f"{text}: {np.mean(returns):.1f} +- {np.std(returns, ddof=1) / np.sqrt(len(returns)):.1f}", flush=True)

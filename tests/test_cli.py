@@ -538,6 +538,8 @@ def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(shor
             for _ in range(3):
                 assert torch.equal(mixed.plan(z), best_first[0])
         assert (mixed.actions, mixed.network_actions) == (3, network_actions)
+        mixed.reset()  # at an episode's start: the counts are per episode
+        assert (mixed.actions, mixed.network_actions) == (0, 0)
 
     assert parse_way("network:16+0:return") == Way("network", network_plans=16, prior_plans=0, ranking="return")
     assert parse_way("prior-mean") == Way("prior-mean") and parse_way("network") == Way("network", network_plans=1)
