@@ -1,6 +1,7 @@
 """The command line end to end: a short run, resuming, evaluation, and bad input."""
 
 import contextlib
+import copy
 import csv
 import dataclasses
 import io
@@ -549,6 +550,46 @@ def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(shor
     assert result.stderr.strip() == (
         "value_ranking: error: --ways 'prior:8:rank': valid are mc, prior-mean, prior:<P>:<rank>, network and "
         "network:<K>+<P>:<rank>, with K, P >= 1 (P >= 0 beside a network) and rank value or return")
+
+
+def test_planner_distillation_labels_the_students_states_and_learns_a_known_teacher(short_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from planner_distillation import (
+        StudentPlanner, distillation_loss, fit_student, held_out_split, labelled_episode, student_actions,
+    )
+
+    from mbdpo.agent import Agent
+    from mbdpo.envs import make_env
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    model, prior_head = agent.model, agent.model.policy_head
+    torch.manual_seed(0)
+    teacher_head = copy.deepcopy(prior_head)
+    with torch.no_grad():  # a teacher whose action is a known function of z, unlike the prior's
+        for parameter in teacher_head.parameters():
+            parameter.copy_(0.5 * torch.randn_like(parameter))
+    prior_before = [parameter.clone() for parameter in prior_head.parameters()]
+
+    # the student acts, the teacher labels each state the student visits
+    env = make_env(agent.cfg.task, agent.cfg.seed)
+    taken, step = [], env.step
+    monkeypatch.setattr(env, "step", lambda action: (taken.append(action), step(action))[1])
+    observations, labels = labelled_episode(agent, StudentPlanner(agent, teacher_head),
+                                            StudentPlanner(agent, prior_head), env, seed=3)
+    with torch.no_grad():
+        z = model.encode(torch.as_tensor(observations))
+        assert torch.allclose(torch.as_tensor(labels), student_actions(teacher_head, z), atol=1e-6)
+        assert torch.allclose(torch.as_tensor(np.stack(taken)), student_actions(prior_head, z), atol=1e-6)
+
+    # fitted on nine tenths of the states, the student matches the teacher on the tenth it never saw
+    labels = torch.as_tensor(labels)
+    held_out = held_out_split(len(z), seed=0)
+    assert int(held_out.sum()) == len(z) // 10
+    student = fit_student(prior_head, z[~held_out], labels[~held_out], steps=300, batch_size=64, lr=1e-3, seed=0)
+    with torch.no_grad():
+        error, prior_error = (distillation_loss(head, z[held_out], labels[held_out]) for head in (student, prior_head))
+    assert error < 0.05 * prior_error
+    assert all(torch.equal(a, b) for a, b in zip(prior_before, prior_head.parameters()))  # the prior is a start
 
 
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):

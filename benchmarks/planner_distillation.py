@@ -1,0 +1,185 @@
+"""Can plain regression onto Monte Carlo's actions amortise it, where score matching does not? (DAgger)
+
+    python benchmarks/planner_distillation.py --checkpoint RUN/checkpoint.pt --rounds 2 \
+        --label-episodes 4 --episodes 8
+
+On walker-walk the score network, trained by score matching on Monte-Carlo
+targets (eq. 16), acts at or below the policy prior, while Monte Carlo's
+move is mostly a ranking of the prior's samples by the model's imagined
+return (benchmarks/NOTES.md). This asks whether what Monte Carlo does at a
+state can be learned at all by the simplest amortisation: a copy of the
+policy prior's network regressed onto the first action Monte Carlo plans
+there (planner distillation, in rounds as DAgger does, Ross et al. 2011):
+
+- round 0: Monte Carlo plays ``--label-episodes`` episodes (the
+  checkpoint's ``collect`` seeds, not its evaluation seeds), and each state
+  is labelled with the action it took there;
+- round r >= 1: the student of round r - 1 plays as many episodes, with
+  Monte Carlo planning beside it at each state (its warm start following the
+  student's states) to label it.
+
+After each round a new student starts from the prior's weights and takes
+``--fit-steps`` Adam steps on :func:`distillation_loss` over all labels so
+far, the model frozen. A tenth of the labelled states, drawn at random, is
+held out: the student's squared error there, beside the prior's, says
+whether the mapping carries over to states it did not fit. Then the
+checkpoint's evaluation episodes are played by Monte Carlo (``mc``), the
+prior's mean action (``prior``) and each round's student (``student:r``).
+One row per way and evaluation episode in ``--out`` (default
+``results/planner_distillation.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+
+from mbdpo.agent import Agent
+from mbdpo.analysis.runs import write_csv
+from mbdpo.envs import make_env
+from mbdpo.errors import exit_on_user_error
+from mbdpo.planning.base import Planner
+from mbdpo.training.evaluate import episode_seed, run_episode
+# benchmarks/ is the script's own directory, first on sys.path
+from chain_steps import single_task_diffusion_checkpoint
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def student_actions(policy_head: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The mean action tanh(mu(z)) ``[B, A]`` of a policy network shaped as the prior's (mean, log-std)."""
+    mean, _ = policy_head(z).chunk(2, dim=-1)
+    return torch.tanh(mean)
+
+
+def distillation_loss(policy_head: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the student's mean action at ``z [B, L]`` and Monte Carlo's ``labels [B, A]``.
+
+    Its minimiser is E[a_MC | z], the average of the actions Monte Carlo plans at the state, as the score
+    network's regression (eq. 16) converges to the average of its Monte-Carlo targets.
+    """
+    return (student_actions(policy_head, z) - labels).pow(2).sum(-1).mean()
+
+
+class StudentPlanner(Planner):
+    """Acts on a policy network's mean action, the rest of the plan zeros (nothing is rolled out)."""
+
+    def __init__(self, agent: Agent, policy_head: nn.Module):
+        super().__init__(agent.model, agent.cfg)
+        self.policy_head = policy_head
+
+    @torch.no_grad()
+    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
+        first = student_actions(self.policy_head, z)
+        return torch.cat([first, torch.zeros(self.cfg.horizon - 1, self.cfg.action_dim)])
+
+
+@torch.no_grad()
+def labelled_episode(agent: Agent, teacher: Planner, student: Planner | None, env: gymnasium.Env,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One episode acted by ``student`` (the ``teacher`` itself if None), each state labelled with the action
+    the teacher plans there. Returns the observations ``[T, D]`` and labels ``[T, A]``."""
+    agent.model.eval()
+    obs, _ = env.reset(seed=seed)
+    teacher.reset()
+    observations, labels, done = [], [], False
+    while not done:
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+        z = agent.model.encode(obs_tensor)
+        label = teacher.act(z, obs=obs_tensor)
+        action = label if student is None else student.act(z, obs=obs_tensor)
+        observations.append(obs)
+        labels.append(label.numpy())
+        obs, _, terminated, truncated, _ = env.step(action.numpy())
+        done = terminated or truncated
+    return np.stack(observations), np.stack(labels)
+
+
+def fit_student(prior_head: nn.Module, z: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int,
+                lr: float, seed: int) -> nn.Module:
+    """A copy of ``prior_head`` after ``steps`` Adam steps of :func:`distillation_loss` on minibatches of
+    ``(z, labels)``."""
+    student = copy.deepcopy(prior_head).requires_grad_(True)
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        rows = torch.randint(len(z), (batch_size,), generator=generator)
+        loss = distillation_loss(student, z[rows], labels[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return student.requires_grad_(False)
+
+
+def held_out_split(count: int, seed: int) -> torch.Tensor:
+    """A boolean mask of ``count`` rows, a tenth of them (at least one) True: the held-out states."""
+    held_out = torch.zeros(count, dtype=torch.bool)
+    held_out[torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:max(1, count // 10)]] = True
+    return held_out
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0")
+    parser.add_argument("--label-episodes", type=int, default=4, help="episodes labelled per round")
+    parser.add_argument("--fit-steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--episodes", type=int, default=8, help="evaluation episodes per way")
+    parser.add_argument("--out", type=Path, default=RESULTS / "planner_distillation.csv")
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
+    _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
+    agent = Agent.from_checkpoint(args.checkpoint)
+    monte_carlo, prior_head = agent.planner, agent.model.policy_head
+    env = make_env(cfg.task, cfg.seed)
+    observations, labels = [], []
+    students: dict[str, tuple[Planner, dict]] = {}
+    student = None
+    for round_index in range(args.rounds + 1):
+        tick = time.perf_counter()
+        for episode in range(args.label_episodes):
+            seed = episode_seed(cfg.seed, "collect", round_index * args.label_episodes + episode)
+            round_observations, round_labels = labelled_episode(agent, monte_carlo, student, env, seed)
+            observations.append(round_observations)
+            labels.append(round_labels)
+        with torch.no_grad():
+            z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
+        targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
+        held_out = held_out_split(len(z), seed=round_index)
+        head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size,
+                           args.lr, seed=round_index)
+        with torch.no_grad():
+            fit = {"round": round_index, "labels": len(z),
+                   "held_out_error": round(float(distillation_loss(head, z[held_out], targets[held_out])), 4),
+                   "prior_held_out_error": round(float(distillation_loss(prior_head, z[held_out],
+                                                                         targets[held_out])), 4)}
+        student = StudentPlanner(agent, head)
+        students[f"student:{round_index}"] = (student, fit)
+        print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
+    ways = {"mc": (monte_carlo, {}), "prior": (StudentPlanner(agent, prior_head), {}), **students}
+    rows = []
+    for way, (planner, fit) in ways.items():
+        agent.planner = planner
+        for episode in range(args.episodes):
+            result = run_episode(agent, env, episode_seed(cfg.seed, "eval", episode))
+            rows.append({"checkpoint": args.checkpoint, "way": way, **fit, "episode": episode,
+                         "episode_reward": round(result["episode_reward"], 3)})
+            write_csv(args.out, rows)  # after each episode: a stopped run keeps what it measured
+        returns = [row["episode_reward"] for row in rows if row["way"] == way]
+        print(f"{way}: {np.mean(returns):.1f} +- {np.std(returns, ddof=1) / np.sqrt(len(returns)):.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main, "planner_distillation")
