@@ -22,7 +22,10 @@ After each round a new student starts from the prior's weights and takes
 ``--fit-steps`` Adam steps on :func:`distillation_loss` over all labels so
 far, the model frozen. A tenth of the labelled states, drawn at random, is
 held out: the student's squared error there, beside the prior's, says
-whether the mapping carries over to states it did not fit. Then the
+whether the mapping carries over to states it did not fit, and Monte
+Carlo's own variance at those states (half the squared difference of two
+fresh plans' first actions) is the least such error any regression onto one
+label per state can reach. Then the
 checkpoint's evaluation episodes are played by Monte Carlo (``mc``), the
 prior's mean action (``prior``) and each round's student (``student:r``).
 One row per way and evaluation episode in ``--out`` (default
@@ -44,8 +47,9 @@ from torch import nn
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
 from mbdpo.envs import make_env
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.base import Planner
+from mbdpo.planning.diffusion import DiffusionPlanner
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
 from chain_steps import single_task_diffusion_checkpoint
@@ -125,6 +129,17 @@ def held_out_split(count: int, seed: int) -> torch.Tensor:
     return held_out
 
 
+@torch.no_grad()
+def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
+    """Half the mean squared difference between the first actions of two independent Monte-Carlo plans at
+    each latent of ``z [B, L]``: Monte Carlo's own variance at a state, the least error a regression onto
+    one label per state can reach. With the stochastic kernel every plan starts from N(0, I), so the plan
+    at a state does not depend on the previous one, and the states can be planned at once."""
+    starts = torch.zeros(len(z), monte_carlo.cfg.horizon, monte_carlo.cfg.action_dim)
+    first, second = (monte_carlo.monte_carlo_chains(z, starts)[1][:, 0] for _ in range(2))
+    return float((first - second).pow(2).sum(-1).mean() / 2)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
@@ -133,6 +148,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--fit-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--floor-states", type=int, default=256, help="held-out states of Monte Carlo's floor")
     parser.add_argument("--episodes", type=int, default=8, help="evaluation episodes per way")
     parser.add_argument("--out", type=Path, default=RESULTS / "planner_distillation.csv")
     return parser
@@ -141,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
+    if cfg.diffusion_kernel != "stochastic":
+        raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
+                          "floor plans the held-out states anew), not warm")
     agent = Agent.from_checkpoint(args.checkpoint)
     monte_carlo, prior_head = agent.planner, agent.model.policy_head
     env = make_env(cfg.task, cfg.seed)
@@ -164,7 +183,8 @@ def main() -> None:
             fit = {"round": round_index, "labels": len(z),
                    "held_out_error": round(float(distillation_loss(head, z[held_out], targets[held_out])), 4),
                    "prior_held_out_error": round(float(distillation_loss(prior_head, z[held_out],
-                                                                         targets[held_out])), 4)}
+                                                                         targets[held_out])), 4),
+                   "monte_carlo_floor": round(monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states]), 4)}
         student = StudentPlanner(agent, head)
         students[f"student:{round_index}"] = (student, fit)
         print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
