@@ -1,7 +1,7 @@
 """Can plain regression onto Monte Carlo's actions amortise it, where score matching does not? (DAgger)
 
-    python benchmarks/planner_distillation.py --checkpoint RUN/checkpoint.pt --rounds 2 \
-        --label-episodes 4 --episodes 8
+    python benchmarks/planner_distillation.py --checkpoint RUN/checkpoint.pt --rounds 1 \
+        --label-episodes 3 --episodes 8
 
 On walker-walk the score network, trained by score matching on Monte-Carlo
 targets (eq. 16), acts at or below the policy prior, while Monte Carlo's
@@ -140,11 +140,28 @@ def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     return float((first - second).pow(2).sum(-1).mean() / 2)
 
 
+def fitted_student(agent: Agent, observations: list[np.ndarray], labels: list[np.ndarray], seed: int,
+                   args: argparse.Namespace) -> tuple[nn.Module, dict]:
+    """A student fitted on all labelled states so far but a held-out tenth, and its errors there beside the
+    prior's and Monte Carlo's floor."""
+    with torch.no_grad():
+        z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
+    targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
+    held_out = held_out_split(len(z), seed)
+    prior_head = agent.model.policy_head
+    head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size, args.lr, seed)
+    with torch.no_grad():
+        errors = {name: round(float(distillation_loss(policy_head, z[held_out], targets[held_out])), 4)
+                  for name, policy_head in (("held_out_error", head), ("prior_held_out_error", prior_head))}
+        floor = monte_carlo_floor(agent.planner, z[held_out][:args.floor_states])
+    return head, {"labels": len(z), **errors, "monte_carlo_floor": round(floor, 4)}
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0")
-    parser.add_argument("--label-episodes", type=int, default=4, help="episodes labelled per round")
+    parser.add_argument("--rounds", type=int, default=1, help="DAgger rounds after round 0")
+    parser.add_argument("--label-episodes", type=int, default=3, help="episodes labelled per round")
     parser.add_argument("--fit-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -156,6 +173,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
+    if args.rounds < 0 or args.label_episodes < 1 or args.episodes < 2:
+        raise ConfigError(f"--rounds {args.rounds} --label-episodes {args.label_episodes} --episodes "
+                          f"{args.episodes}: valid are rounds >= 0, label episodes >= 1 and episodes >= 2")
     _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
     if cfg.diffusion_kernel != "stochastic":
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
@@ -173,20 +193,9 @@ def main() -> None:
             round_observations, round_labels = labelled_episode(agent, monte_carlo, student, env, seed)
             observations.append(round_observations)
             labels.append(round_labels)
-        with torch.no_grad():
-            z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
-        targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
-        held_out = held_out_split(len(z), seed=round_index)
-        head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size,
-                           args.lr, seed=round_index)
-        with torch.no_grad():
-            fit = {"round": round_index, "labels": len(z),
-                   "held_out_error": round(float(distillation_loss(head, z[held_out], targets[held_out])), 4),
-                   "prior_held_out_error": round(float(distillation_loss(prior_head, z[held_out],
-                                                                         targets[held_out])), 4),
-                   "monte_carlo_floor": round(monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states]), 4)}
+        head, fit = fitted_student(agent, observations, labels, round_index, args)
         student = StudentPlanner(agent, head)
-        students[f"student:{round_index}"] = (student, fit)
+        students[f"student:{round_index}"] = (student, {"round": round_index, **fit})
         print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
     ways = {"mc": (monte_carlo, {}), "prior": (StudentPlanner(agent, prior_head), {}), **students}
     rows = []

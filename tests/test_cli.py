@@ -591,6 +591,13 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     assert error < 0.05 * prior_error
     assert all(torch.equal(a, b) for a, b in zip(prior_before, prior_head.parameters()))  # the prior is a start
 
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "planner_distillation.py"
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", "any.pt", "--label-episodes", "0"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("planner_distillation: error: --rounds 1 --label-episodes 0 --episodes 8: "
+                                     "valid are rounds >= 0, label episodes >= 1 and episodes >= 2")
+
 
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
