@@ -173,9 +173,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
-    if args.rounds < 0 or args.label_episodes < 1 or args.episodes < 2:
-        raise ConfigError(f"--rounds {args.rounds} --label-episodes {args.label_episodes} --episodes "
-                          f"{args.episodes}: valid are rounds >= 0, label episodes >= 1 and episodes >= 2")
+    counts = {"--rounds": (args.rounds, 0), "--label-episodes": (args.label_episodes, 1),
+              "--fit-steps": (args.fit_steps, 1), "--batch-size": (args.batch_size, 1),
+              "--floor-states": (args.floor_states, 1), "--episodes": (args.episodes, 2)}  # flag: (value, least)
+    bad = [f"{flag} {value}" for flag, (value, least) in counts.items() if value < least]
+    if bad:
+        raise ConfigError(", ".join(bad) + ": valid are "
+                          + ", ".join(f"{flag} >= {least}" for flag, (_, least) in counts.items()))
     _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
     if cfg.diffusion_kernel != "stochastic":
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "

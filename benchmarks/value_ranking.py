@@ -144,8 +144,8 @@ def main() -> None:
             tick = time.perf_counter()
             result = run_episode(agent, env, episode_seed(cfg.seed, "eval", episode))  # resets the counts first
             share = round(planner.network_actions / planner.actions, 3) if ranked_mixture else ""
-            rows.append({"checkpoint": args.checkpoint, "way": text,
-                         "updates": args.updates if way.network_plans else 0, "episode": episode, "episode_reward": round(result["episode_reward"], 3),
+            rows.append({"checkpoint": args.checkpoint, "way": text, "updates": args.updates if way.network_plans else 0,
+                         "episode": episode, "episode_reward": round(result["episode_reward"], 3),
                          "ms_per_step": round(1000 * (time.perf_counter() - tick) / result["episode_length"], 2),
                          "network_share": share})
             write_csv(args.out, rows)  # after each episode: a stopped run keeps what it measured

@@ -595,8 +595,9 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     result = subprocess.run([sys.executable, str(script), "--checkpoint", "any.pt", "--label-episodes", "0"],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("planner_distillation: error: --rounds 1 --label-episodes 0 --episodes 8: "
-                                     "valid are rounds >= 0, label episodes >= 1 and episodes >= 2")
+    assert result.stderr.strip() == ("planner_distillation: error: --label-episodes 0: valid are --rounds >= 0, "
+                                     "--label-episodes >= 1, --fit-steps >= 1, --batch-size >= 1, "
+                                     "--floor-states >= 1, --episodes >= 2")
 
 
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
