@@ -16,7 +16,10 @@
   the prior's plan of each chain's time as the network's anchor
   (``-replay-ranked-anchored``, ``score_anchor=chain``), and acting on the
   network's one plan refined by Monte Carlo on the last quarter of its
-  reverse steps (``-replay-refined``, ``score_mc_steps``); on
+  reverse steps (``-replay-refined``, ``score_mc_steps``); on walker-walk
+  the refreshed chains also train a network that acts in one jump to its
+  denoised mean at the chain's start, around the prior's plan
+  (``-refresh-jump``, ``score_sampler=jump score_anchor=prior``); on
   cartpole-swingup also
   act_mode=auto / score with Monte-Carlo denoiser targets and auto-chain with
   10,000 chains; on walker-walk also act_mode=auto with denoiser targets
@@ -136,6 +139,9 @@ RUNS: dict[tuple[str, str], dict] = {
     **{(task, "diffusion-cpu-auto-chain-replay-refined"): {**CORE_MBDPO[task][1], **AUTO_CHAIN, **REPLAY,
                                                            "score_mc_steps": REFINED_STEPS[task]}
        for task in CORE_TASKS},
+    ("walker-walk", "diffusion-cpu-auto-chain-refresh-jump"): {
+        **MC_CPU_20X64, **AUTO_CHAIN, **REFRESH, "score_sampler": "jump", "score_anchor": "prior",
+    },
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(10, 256), (20, 256), (5, 64), (5, 512)]},

@@ -374,7 +374,8 @@ class Agent:
         self.chains.add(obs, stored_task, visited, plans, anchor)
 
     def _chain_targets(self) -> tuple:
-        """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau;
+        """``score_target=chain``: ``score_states`` stored chains of acting, each at a random step tau (with
+        ``score_sampler=jump``, at the start);
         the input is what the chain visited there, the target its final plan (see
         :func:`~mbdpo.planning.score_matching.chain_pairs`). No Monte-Carlo rollouts.
         Returns (z, the observations, x_tau, tau, target plan, task, anchor): the anchor each chain was planned with
@@ -383,7 +384,7 @@ class Agent:
         obs, task, visited, plans, anchor = self.chains.sample(self.cfg.score_states, self.device)
         task = task if self.cfg.multitask else None
         z = self.model.encode(obs.float(), task)
-        x_tau, tau = chain_pairs(visited)
+        x_tau, tau = chain_pairs(visited, start_only=self.cfg.score_sampler == "jump")
         if self.cfg.score_anchor != "chain":
             anchor = network_anchor(self.score_network, self.model, z, task)
         return z, obs, x_tau, tau, plans, task, anchor
@@ -413,6 +414,7 @@ class Agent:
             monte_carlo_denoiser(self.model, self.cfg, schedule, z, task_tensor),
             monte_carlo_denoiser(self.model, other or self.cfg, schedule, z, task_tensor),
             plan_return, self.planner.chain_starts(no_previous_plans), schedule, self.planner.stochastic,
+            jump=self.cfg.score_sampler == "jump",
         )
 
     # --- persistence ------------------------------------------------------------

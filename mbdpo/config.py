@@ -155,6 +155,10 @@ class Config:
     # The network's state input: the encoder's latent z (the paper's s_theta(z, x_tau, tau)), or the state
     # observation itself (symlog), whose space does not move as the encoder trains
     score_state: Literal["latent", "observation"] = "latent"
+    # How the network acts: "chain" runs the paper's reverse chain with it (diffusion_steps calls); "jump" (with
+    # score_target=chain) takes its denoised mean at the chain's start, one call: trained only there, on each
+    # stored chain's start and final plan, it regresses the plan Monte Carlo ends at, given where it starts
+    score_sampler: Literal["chain", "jump"] = "chain"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000
@@ -352,6 +356,11 @@ class Config:
         if self.score_state == "observation" and self.obs != "state":
             raise ConfigError(f"score_state=observation takes state observations, not obs={self.obs}; "
                               "valid: score_state=latent, or obs=state")
+        if self.score_sampler == "jump" and (self.score_target != "chain" or self.score_mc_steps):
+            raise ConfigError(f"score_sampler=jump takes the network's denoised mean at the chain's start, trained on "
+                              f"stored chains' final plans, so it needs score_target=chain and score_mc_steps=0, not "
+                              f"score_target={self.score_target} score_mc_steps={self.score_mc_steps}; "
+                              "valid otherwise: score_sampler=chain")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
         if not 0 <= self.score_replay_chains <= min(self.batch_size, self.score_chains):

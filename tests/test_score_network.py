@@ -133,6 +133,53 @@ def test_score_network_distilled_from_monte_carlo_chains_samples_the_gibbs_polic
     assert_gibbs_policy(cfg, sampled)
 
 
+def test_a_jump_network_acts_with_the_mean_plan_monte_carlo_ends_at_in_one_call():
+    """score_sampler=jump: regressing each chain's final plan on its start alone, the network's one denoised
+    mean from fresh starts is the chains' mean plan (the Gibbs policy's mean, the goal) with next to none of
+    their spread, in one network call per action and no rollout. Untrained, it jumps to 0: the test can fail."""
+    torch.manual_seed(0)
+    cfg = toy_score_cfg(act_mode="auto", score_target="chain", score_sampler="jump")
+    network = ScoreNetwork(cfg)
+    model = CountingModel(cfg)
+    planner = DiffusionPlanner(model, cfg, network)
+    planner.use_score_network = True
+
+    def jump_plans() -> torch.Tensor:
+        return planner.score_network_candidates(torch.zeros(2000, cfg.latent_dim),
+                                                torch.zeros(2000, cfg.horizon, cfg.action_dim), 1)[:, 0]
+
+    assert jump_plans().mean(0).abs().max() < 0.03  # untrained: gate 1/2 on the zero-mean start, teleport 0
+    visited, plans = planner.monte_carlo_chains(torch.zeros(512, cfg.latent_dim),
+                                                torch.zeros(512, cfg.horizon, cfg.action_dim))
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    annealing = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 300)
+    z = torch.zeros(128, cfg.latent_dim)
+    for _ in range(300):
+        rows = torch.randint(len(plans), (128,))
+        x_tau, tau = chain_pairs(visited[rows], start_only=True)
+        assert torch.equal(tau, torch.full((128,), cfg.diffusion_steps - 1))
+        loss = score_matching_loss(network(z, x_tau, tau, planner.schedule.alpha_bar[tau]), plans[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        annealing.step()
+    jumped = jump_plans()
+    assert torch.allclose(jumped.mean(0), plans.mean(0), atol=0.01), (jumped.mean(0), plans.mean(0))
+    assert torch.allclose(jumped.mean(0), GOAL.expand(2, 2), atol=0.04), jumped.mean(0)
+    assert jumped.std(0).max() < 0.3 * math.sqrt(TEMPERATURE), jumped.std(0)
+    calls, model.rollout_calls = [], 0
+    network.register_forward_hook(lambda *_: calls.append(1))
+    planner.act(torch.zeros(1, cfg.latent_dim))
+    assert len(calls) == 1 and model.rollout_calls == 0
+
+
+@pytest.mark.parametrize("overrides", [{"score_target": "denoiser"}, {"score_mc_steps": 2}])
+def test_a_jump_network_needs_chain_targets_and_no_monte_carlo_tail(overrides):
+    with pytest.raises(ConfigError, match=re.escape("score_sampler=jump takes the network's denoised mean")):
+        Config.from_overrides({"act_mode": "auto", "score_target": "chain", "score_sampler": "jump", **overrides
+                               }).validate()
+
+
 NEW_GOAL = torch.tensor([-0.3, 0.4])
 
 

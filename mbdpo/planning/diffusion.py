@@ -333,14 +333,18 @@ class DiffusionPlanner(Planner):
     ) -> torch.Tensor:
         """``count`` plans from the score network for each latent of ``z [B, L]``, in one batched reverse
         chain started by :meth:`chain_starts` from ``previous_plans [B, H, A]`` (its last ``score_mc_steps``
-        steps by Monte Carlo). Returns ``[B, count, H, A]``, clamped to the action range."""
+        steps by Monte Carlo), or with ``score_sampler=jump`` the network's denoised mean at those starts, one
+        call. Returns ``[B, count, H, A]``, clamped to the action range."""
         schedule = self.schedule_on(z.device)
         denoise = score_network_denoiser(self.score_network, self.model, schedule, z, task, copies=count, obs=obs)
         if self.cfg.score_mc_steps:
             refine = monte_carlo_denoiser(self.model, self.cfg, schedule, z, task)
             denoise = handed_over(denoise, refine, self.cfg.score_mc_steps)
         starts = self.chain_starts(previous_plans.repeat_interleave(count, 0))
-        plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
+        if self.cfg.score_sampler == "jump":
+            plans = denoise(starts, schedule.steps - 1)
+        else:
+            plans, _ = reverse_diffusion(denoise, starts, schedule, self.stochastic)
         return plans.clamp(-1, 1).view(len(z), count, *plans.shape[1:])
 
     @torch.no_grad()

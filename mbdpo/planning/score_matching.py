@@ -10,6 +10,9 @@ Targets (``score_target``):
   denoiser that reproduces what the Monte-Carlo sampler draws; each pair is a
   one-sample estimate of it, as in denoising score matching. It costs no
   rollouts, but only ``act_mode=auto`` produces chains.
+  With ``score_sampler=jump`` only the chain's start is an input: the
+  network then regresses Monte Carlo's final plan on where its chain started,
+  and acts with that one denoised mean.
 
 Inputs x_tau for ``denoiser`` (``score_inputs``):
 - ``mixed`` (default): half of the rows ``forward``, half ``sampler``.
@@ -69,13 +72,17 @@ def training_inputs(
     return torch.where(first_half, forward, sampled)
 
 
-def chain_pairs(visited: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training input per stored chain: a random step tau and what the chain visited there.
+def chain_pairs(visited: torch.Tensor, start_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training input per stored chain: a random step tau (with ``start_only``, the start, tau = N-1) and
+    what the chain visited there.
 
     ``visited [B, N, H, A]`` (per chain, inputs at tau = 0..N-1) -> ``x_tau [B, H, A]``, ``tau [B]``.
-    Paired with the chain's final plan as the target, (x_tau, x_0) is a draw from the sampler's joint.
+    Paired with the chain's final plan as the target, (x_tau, x_0) is a draw from the sampler's joint; at the
+    start its regression's minimiser E[x_0 | x_{N-1}] is the plan ``score_sampler=jump`` acts with.
     """
-    tau = torch.randint(visited.shape[1], (len(visited),), device=visited.device)
+    steps = visited.shape[1]
+    tau = (torch.full((len(visited),), steps - 1, device=visited.device) if start_only
+           else torch.randint(steps, (len(visited),), device=visited.device))
     return visited[torch.arange(len(visited), device=visited.device), tau], tau
 
 
@@ -156,14 +163,19 @@ def check_score_network(
     x_start: torch.Tensor,
     schedule: DiffusionSchedule,
     stochastic: bool,
+    jump: bool = False,
 ) -> ScoreCheck:
     """Compare the network with the Monte-Carlo sampler from the same starts ``x_start [B, H, A]``.
 
-    Scores are compared at the inputs the network's own sampler visits (where
-    acting with it would go); ``plan_return`` maps plans ``[B, H, A]`` to their
-    imagined returns ``[B]``.
+    Scores are compared at the inputs the network's own reverse chain visits
+    (where acting with it would go); ``plan_return`` maps plans ``[B, H, A]`` to
+    their imagined returns ``[B]``. With ``jump`` (``score_sampler=jump``) the
+    network's plan is its denoised mean at the start, as it acts; of its
+    errors only the start's (tau = N-1) is then the one it is trained at.
     """
     network_plan, visited = reverse_diffusion(network, x_start, schedule, stochastic)
+    if jump:
+        network_plan = network(x_start, schedule.steps - 1)
     monte_carlo_plan, _ = reverse_diffusion(monte_carlo, x_start, schedule, stochastic)
     network_error, monte_carlo_error = torch.zeros(schedule.steps), torch.zeros(schedule.steps)
     for tau in range(schedule.steps):

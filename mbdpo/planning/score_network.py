@@ -41,6 +41,13 @@ trains, without being pulled back to it.
 Both terms lie in [-1, 1], as the Monte-Carlo a_bar (a convex combination of
 clamped actions) does.
 
+With ``score_sampler=jump`` the network acts with one call, its a_bar at the
+chain's start (tau = N-1), trained there alone on stored chains' final plans.
+From the stochastic kernel's N(0, I) start that input says nothing of the
+plan, so the gate learns to close and tanh(anchor + v) becomes a regression of
+Monte Carlo's plan on the state: with ``score_anchor=prior``, the policy
+prior's mean plan plus the learned departure.
+
 The state is the encoder's latent z (``score_state=latent``, the paper's
 s_theta(z, ...)) or the observation itself, symlog-squashed
 (``score_state=observation``, state observations only). The latent moves
