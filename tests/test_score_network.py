@@ -757,6 +757,28 @@ def test_score_check_reports_errors_per_step():
     assert (check.monte_carlo_error > 0).all() and check.ratio > 0
 
 
+def test_a_jump_networks_check_returns_the_plan_it_acts_with():
+    """A denoiser that says the goal at the chain's start and 0 at every other step: its reverse chain ends
+    near 0, its jump at the goal, and the check's network return is the jump's (the highest, on the toy)."""
+    cfg = toy_score_cfg()
+    model, schedule = ToyModel(cfg), DiffusionPlanner(ToyModel(cfg), cfg).schedule
+    z = torch.zeros(64, cfg.latent_dim)
+
+    def goal_at_start(x_tau, tau):
+        return GOAL.expand_as(x_tau) * float(tau == schedule.steps - 1)
+
+    def plan_return(plans):
+        return plan_returns(model, z, plans, 0.0)
+
+    monte_carlo = monte_carlo_denoiser(model, cfg, schedule, z)
+    starts = torch.randn(64, cfg.horizon, cfg.action_dim)
+    chain, jump = (check_score_network(goal_at_start, monte_carlo, monte_carlo, plan_return, starts, schedule, True,
+                                       jump=jump) for jump in (False, True))
+    best = float(plan_return(GOAL.expand(64, cfg.horizon, cfg.action_dim)).mean())
+    assert jump.network_return == pytest.approx(best)
+    assert chain.network_return < best - 0.05
+
+
 def test_the_check_can_compare_monte_carlo_with_other_planner_settings():
     """``other`` makes the second estimate with other settings: from 5 candidates instead of 32, it lies far
     further from the agent's own estimate than a second estimate with the agent's settings does."""
