@@ -140,10 +140,10 @@ def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     return float((first - second).pow(2).sum(-1).mean() / 2)
 
 
-def fitted_student(agent: Agent, observations: list[np.ndarray], labels: list[np.ndarray], seed: int,
-                   args: argparse.Namespace) -> tuple[nn.Module, dict]:
+def fitted_student(agent: Agent, monte_carlo: DiffusionPlanner, observations: list[np.ndarray],
+                   labels: list[np.ndarray], seed: int, args: argparse.Namespace) -> tuple[nn.Module, dict]:
     """A student fitted on all labelled states so far but a held-out tenth, and its errors there beside the
-    prior's and Monte Carlo's floor."""
+    prior's and ``monte_carlo``'s floor."""
     with torch.no_grad():
         z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
     targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
@@ -153,7 +153,7 @@ def fitted_student(agent: Agent, observations: list[np.ndarray], labels: list[np
     with torch.no_grad():
         errors = {name: round(float(distillation_loss(policy_head, z[held_out], targets[held_out])), 4)
                   for name, policy_head in (("held_out_error", head), ("prior_held_out_error", prior_head))}
-        floor = monte_carlo_floor(agent.planner, z[held_out][:args.floor_states])
+        floor = monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states])
     return head, {"labels": len(z), **errors, "monte_carlo_floor": round(floor, 4)}
 
 
@@ -197,7 +197,7 @@ def main() -> None:
             round_observations, round_labels = labelled_episode(agent, monte_carlo, student, env, seed)
             observations.append(round_observations)
             labels.append(round_labels)
-        head, fit = fitted_student(agent, observations, labels, round_index, args)
+        head, fit = fitted_student(agent, monte_carlo, observations, labels, round_index, args)
         student = StudentPlanner(agent, head)
         students[f"student:{round_index}"] = (student, {"round": round_index, **fit})
         print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
