@@ -27,7 +27,10 @@ Carlo's own variance at those states (half the squared difference of two
 fresh plans' first actions) is the least such error any regression onto one
 label per state can reach. Then the
 checkpoint's evaluation episodes are played by Monte Carlo (``mc``), the
-prior's mean action (``prior``) and each round's student (``student:r``).
+prior's mean action (``prior``), each round's student (``student:r``) and,
+with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
+(``mc-mean:K``): what the regression converges to with unlimited labels,
+acted on directly, so whether Monte Carlo's average move is worth learning.
 One row per way and evaluation episode in ``--out`` (default
 ``results/planner_distillation.csv``).
 """
@@ -83,6 +86,21 @@ class StudentPlanner(Planner):
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
         first = student_actions(self.policy_head, z)
         return torch.cat([first, torch.zeros(self.cfg.horizon - 1, self.cfg.action_dim)])
+
+
+class MonteCarloMeanPlanner(Planner):
+    """Acts on the mean of ``count`` independent Monte-Carlo plans at the state, planned in one batch: the
+    E[a_MC | z] that :func:`distillation_loss` converges to. Needs the stochastic kernel (no warm start)."""
+
+    def __init__(self, monte_carlo: DiffusionPlanner, count: int):
+        super().__init__(monte_carlo.model, monte_carlo.cfg)
+        self.monte_carlo, self.count = monte_carlo, count
+
+    @torch.no_grad()
+    def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
+        starts = torch.zeros(self.count, self.cfg.horizon, self.cfg.action_dim, device=z.device)
+        _, plans = self.monte_carlo.monte_carlo_chains(z.expand(self.count, -1), starts)
+        return plans.mean(0)
 
 
 @torch.no_grad()
@@ -167,6 +185,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--floor-states", type=int, default=256, help="held-out states of Monte Carlo's floor")
     parser.add_argument("--episodes", type=int, default=8, help="evaluation episodes per way")
+    parser.add_argument("--mean-of", type=int, default=0,
+                        help="also act on the mean of this many Monte-Carlo plans per state (0: not)")
     parser.add_argument("--out", type=Path, default=RESULTS / "planner_distillation.csv")
     return parser
 
@@ -175,7 +195,8 @@ def main() -> None:
     args = parser().parse_args()
     counts = {"--rounds": (args.rounds, 0), "--label-episodes": (args.label_episodes, 1),
               "--fit-steps": (args.fit_steps, 1), "--batch-size": (args.batch_size, 1),
-              "--floor-states": (args.floor_states, 1), "--episodes": (args.episodes, 2)}  # flag: (value, least)
+              "--floor-states": (args.floor_states, 1), "--episodes": (args.episodes, 2),
+              "--mean-of": (args.mean_of, 0)}  # flag: (value, least)
     bad = [f"{flag} {value}" for flag, (value, least) in counts.items() if value < least]
     if bad:
         raise ConfigError(", ".join(bad) + ": valid are "
@@ -202,6 +223,8 @@ def main() -> None:
         students[f"student:{round_index}"] = (student, {"round": round_index, **fit})
         print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
     ways = {"mc": (monte_carlo, {}), "prior": (StudentPlanner(agent, prior_head), {}), **students}
+    if args.mean_of:
+        ways[f"mc-mean:{args.mean_of}"] = (MonteCarloMeanPlanner(monte_carlo, args.mean_of), {})
     rows = []
     for way, (planner, fit) in ways.items():
         agent.planner = planner

@@ -597,7 +597,28 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     assert result.returncode == 2
     assert result.stderr.strip() == ("planner_distillation: error: --label-episodes 0: valid are --rounds >= 0, "
                                      "--label-episodes >= 1, --fit-steps >= 1, --batch-size >= 1, "
-                                     "--floor-states >= 1, --episodes >= 2")
+                                     "--floor-states >= 1, --episodes >= 2, --mean-of >= 0")
+
+
+def test_the_mean_of_k_monte_carlo_plans_spreads_a_kth_as_much_as_one_plan(short_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from planner_distillation import MonteCarloMeanPlanner
+
+    from mbdpo.agent import Agent
+    from mbdpo.envs import make_env
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    obs, _ = make_env(agent.cfg.task, agent.cfg.seed).reset(seed=0)
+    with torch.no_grad():
+        z = agent.model.encode(torch.as_tensor(obs).unsqueeze(0))
+    torch.manual_seed(0)
+    spreads = {}
+    for count in (1, 16):
+        plans = torch.stack([MonteCarloMeanPlanner(agent.planner, count).plan(z) for _ in range(12)])
+        assert plans.shape == (12, agent.cfg.horizon, agent.cfg.action_dim)
+        spreads[count] = float(plans.var(0).sum())
+    assert spreads[1] > 0
+    assert spreads[16] < 0.25 * spreads[1]  # 1/16 expected: independent plans, averaged
 
 
 def test_step_distances_measure_where_two_denoisers_part_along_a_chain(short_run, monkeypatch):
