@@ -98,9 +98,7 @@ class MonteCarloMeanPlanner(Planner):
 
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
-        starts = torch.zeros(self.count, self.cfg.horizon, self.cfg.action_dim, device=z.device)
-        _, plans = self.monte_carlo.monte_carlo_chains(z.expand(self.count, -1), starts)
-        return plans.mean(0)
+        return fresh_plans(self.monte_carlo, z.expand(self.count, -1)).mean(0)
 
 
 @torch.no_grad()
@@ -148,13 +146,19 @@ def held_out_split(count: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def fresh_plans(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> torch.Tensor:
+    """One new Monte-Carlo plan ``[B, H, A]`` from each latent of ``z [B, L]``, all in one batch. With the
+    stochastic kernel every plan starts from N(0, I), so a plan does not depend on the previous one."""
+    starts = torch.zeros(len(z), monte_carlo.cfg.horizon, monte_carlo.cfg.action_dim, device=z.device)
+    return monte_carlo.monte_carlo_chains(z, starts)[1]
+
+
+@torch.no_grad()
 def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     """Half the mean squared difference between the first actions of two independent Monte-Carlo plans at
-    each latent of ``z [B, L]``: Monte Carlo's own variance at a state, the least error a regression onto
-    one label per state can reach. With the stochastic kernel every plan starts from N(0, I), so the plan
-    at a state does not depend on the previous one, and the states can be planned at once."""
-    starts = torch.zeros(len(z), monte_carlo.cfg.horizon, monte_carlo.cfg.action_dim)
-    first, second = (monte_carlo.monte_carlo_chains(z, starts)[1][:, 0] for _ in range(2))
+    each latent of ``z [B, L]`` (:func:`fresh_plans`): Monte Carlo's own variance at a state, the least
+    error a regression onto one label per state can reach."""
+    first, second = (fresh_plans(monte_carlo, z)[:, 0] for _ in range(2))
     return float((first - second).pow(2).sum(-1).mean() / 2)
 
 
