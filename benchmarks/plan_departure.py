@@ -31,17 +31,15 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
-from mbdpo.data.buffer import ReplayBuffer
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.diffusion import DenoiseFn, monte_carlo_denoiser, reverse_diffusion, score_network_denoiser
 from mbdpo.planning.rollout import policy_mean_plan
 # benchmarks/ is the script's own directory, first on sys.path
-from score_fit import checkpoint_and_buffer_parser, episode_rows
+from score_fit import checkpoint_and_buffer_parser, stored_states
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -119,13 +117,7 @@ def main() -> None:
         raise ConfigError(f"{args.checkpoint} is a multi-task agent; plan_departure.py takes single-task ones")
     if args.average < 1:
         raise ConfigError(f"--average={args.average} must be at least 1")
-    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
-    buffer.load(Path(args.buffer))
-    stored = episode_rows(buffer, np.arange(len(buffer.episode_start)))
-    if not 1 <= args.states <= len(stored):
-        raise ConfigError(f"--states={args.states} must be in [1, {len(stored)}] (the states the buffer stores)")
-    rng = np.random.default_rng(0)
-    obs = torch.as_tensor(buffer.obs[rng.choice(stored, args.states, replace=False)], dtype=torch.float32)
+    obs = stored_states(cfg, Path(args.buffer), args.states, "--states")
     torch.manual_seed(0)
     agent.model.eval()
     with torch.no_grad():

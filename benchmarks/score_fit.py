@@ -81,6 +81,18 @@ def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
                            for i in episodes])
 
 
+def stored_states(cfg: Config, path: Path, count: int, flag: str) -> torch.Tensor:
+    """``count`` observations drawn without replacement (seed 0) from every state the run's replay buffer at
+    ``path`` stores; a one-line error naming ``flag`` unless ``1 <= count <=`` that many."""
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    buffer.load(path)
+    stored = episode_rows(buffer, np.arange(len(buffer.episode_start)))
+    if not 1 <= count <= len(stored):
+        raise ConfigError(f"{flag}={count} must be in [1, {len(stored)}] (the states the buffer stores)")
+    rows = np.random.default_rng(0).choice(stored, count, replace=False)
+    return torch.as_tensor(buffer.obs[rows], dtype=torch.float32)
+
+
 def replay_return_step(agent: Agent, z: torch.Tensor, obs: torch.Tensor) -> None:
     """One more step of the score network: its denoised plans climb their imagined return J (paper eq. 10,
     :func:`~mbdpo.planning.score_matching.return_guidance_loss`) at the replay states of latents ``z [B, L]``,
