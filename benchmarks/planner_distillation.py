@@ -18,16 +18,23 @@ there (planner distillation, in rounds as DAgger does, Ross et al. 2011):
   Monte Carlo planning beside it at each state (its warm start following the
   student's states) to label it.
 
-After each round a new student starts from the prior's weights and takes
-``--fit-steps`` Adam steps on :func:`distillation_loss` over all labels so
-far, the model frozen. A tenth of the labelled states, drawn at random, is
+With ``--replay-states N --buffer RUN/buffer.npz``, round 0 also labels N
+states drawn from the run's replay buffer, each with the mean first action
+of ``--plans-per-state`` fresh Monte-Carlo plans (:func:`replay_labels`):
+the states every policy of the run visited, not only Monte Carlo's own
+(``--label-episodes 0 --rounds 0`` labels only those).
+
+After each round ``--fit-seeds`` new students (``student:r``, then
+``student:r/s``) start from the prior's weights and take ``--fit-steps``
+Adam steps on :func:`distillation_loss` over all labels so far, the model
+frozen, each drawing its own minibatches. A tenth of the labelled states, drawn at random, is
 held out: the student's squared error there, beside the prior's, says
 whether the mapping carries over to states it did not fit, and Monte
 Carlo's own variance at those states (half the squared difference of two
 fresh plans' first actions) is the least such error any regression onto one
-label per state can reach. Then the
-checkpoint's evaluation episodes are played by Monte Carlo (``mc``), the
-prior's mean action (``prior``), each round's student (``student:r``) and,
+plan per state can reach (a K-th of it for labels averaging K plans). Then the
+checkpoint's evaluation episodes are played by each round's students, the
+prior's mean action (``prior``), Monte Carlo (``mc``) and,
 with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
 (``mc-mean:K``): what the regression converges to with unlimited labels,
 acted on directly, so whether Monte Carlo's average move is worth learning.
@@ -56,8 +63,10 @@ from mbdpo.planning.diffusion import DiffusionPlanner
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
 from chain_steps import single_task_diffusion_checkpoint
+from score_fit import stored_states
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LABEL_BATCH = 64  # latents per Monte-Carlo batch: the least time per state on 2 cores (64: 90 ms, 256: 120, 1,024: 164)
 
 
 def student_actions(policy_head: nn.Module, z: torch.Tensor) -> torch.Tensor:
@@ -154,6 +163,15 @@ def fresh_plans(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def replay_labels(monte_carlo: DiffusionPlanner, z: torch.Tensor, plans: int) -> torch.Tensor:
+    """The mean first action ``[B, A]`` of ``plans`` fresh Monte-Carlo plans (:func:`fresh_plans`) at each
+    latent of ``z [B, L]``, planned ``LABEL_BATCH`` at a time."""
+    repeated = z.repeat_interleave(plans, dim=0)
+    first = torch.cat([fresh_plans(monte_carlo, part)[:, 0] for part in repeated.split(LABEL_BATCH)])
+    return first.view(len(z), plans, -1).mean(1)
+
+
+@torch.no_grad()
 def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     """Half the mean squared difference between the first actions of two independent Monte-Carlo plans at
     each latent of ``z [B, L]`` (:func:`fresh_plans`): Monte Carlo's own variance at a state, the least
@@ -162,21 +180,30 @@ def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     return float((first - second).pow(2).sum(-1).mean() / 2)
 
 
-def fitted_student(agent: Agent, monte_carlo: DiffusionPlanner, observations: list[np.ndarray],
-                   labels: list[np.ndarray], seed: int, args: argparse.Namespace) -> tuple[nn.Module, dict]:
-    """A student fitted on all labelled states so far but a held-out tenth, and its errors there beside the
+def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, observations: list[np.ndarray],
+                    labels: list[np.ndarray], round_index: int, args: argparse.Namespace) -> dict[str, tuple[nn.Module, dict]]:
+    """``--fit-seeds`` students of round ``round_index`` (``student:r``, then ``student:r/s`` for fit seed s >= 1),
+    each fitted on all labelled states so far but one held-out tenth, with its errors there beside the
     prior's and ``monte_carlo``'s floor."""
     with torch.no_grad():
         z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
-    targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
-    held_out = held_out_split(len(z), seed)
-    prior_head = agent.model.policy_head
-    head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size, args.lr, seed)
-    with torch.no_grad():
-        errors = {name: round(float(distillation_loss(policy_head, z[held_out], targets[held_out])), 4)
-                  for name, policy_head in (("held_out_error", head), ("prior_held_out_error", prior_head))}
+        targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
+        held_out = held_out_split(len(z), round_index)
+        prior_head = agent.model.policy_head
+        prior_error = distillation_loss(prior_head, z[held_out], targets[held_out])
         floor = monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states])
-    return head, {"labels": len(z), **errors, "monte_carlo_floor": round(floor, 4)}
+    students = {}
+    for fit_seed in range(args.fit_seeds):
+        head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size, args.lr,
+                           round_index * args.fit_seeds + fit_seed)
+        with torch.no_grad():
+            error = distillation_loss(head, z[held_out], targets[held_out])
+        name = f"student:{round_index}" + (f"/{fit_seed}" if fit_seed else "")
+        students[name] = head, {"round": round_index, "fit_seed": fit_seed, "labels": len(z),
+                                "held_out_error": round(float(error), 4),
+                                "prior_held_out_error": round(float(prior_error), 4),
+                                "monte_carlo_floor": round(floor, 4)}
+    return students
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,7 +211,12 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--rounds", type=int, default=1, help="DAgger rounds after round 0")
     parser.add_argument("--label-episodes", type=int, default=3, help="episodes labelled per round")
+    parser.add_argument("--buffer", type=Path, help="the run's replay buffer (RUN/buffer.npz), for --replay-states")
+    parser.add_argument("--replay-states", type=int, default=0, help="replay states labelled in round 0 as well")
+    parser.add_argument("--plans-per-state", type=int, default=1,
+                        help="a replay state's label is the mean first action of this many fresh plans")
     parser.add_argument("--fit-steps", type=int, default=2000)
+    parser.add_argument("--fit-seeds", type=int, default=1, help="students fitted per round, on the same labels")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--floor-states", type=int, default=256, help="held-out states of Monte Carlo's floor")
@@ -197,14 +229,20 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
-    counts = {"--rounds": (args.rounds, 0), "--label-episodes": (args.label_episodes, 1),
-              "--fit-steps": (args.fit_steps, 1), "--batch-size": (args.batch_size, 1),
+    counts = {"--rounds": (args.rounds, 0), "--label-episodes": (args.label_episodes, 0),
+              "--replay-states": (args.replay_states, 0), "--plans-per-state": (args.plans_per_state, 1),
+              "--fit-steps": (args.fit_steps, 1), "--fit-seeds": (args.fit_seeds, 1), "--batch-size": (args.batch_size, 1),
               "--floor-states": (args.floor_states, 1), "--episodes": (args.episodes, 2),
               "--mean-of": (args.mean_of, 0)}  # flag: (value, least)
     bad = [f"{flag} {value}" for flag, (value, least) in counts.items() if value < least]
     if bad:
         raise ConfigError(", ".join(bad) + ": valid are "
                           + ", ".join(f"{flag} >= {least}" for flag, (_, least) in counts.items()))
+    if args.label_episodes == 0 and (args.rounds or not args.replay_states):
+        raise ConfigError(f"--label-episodes 0 with --rounds {args.rounds} --replay-states {args.replay_states} "
+                          "labels nothing in some round: valid with --rounds 0 and --replay-states >= 1")
+    if args.replay_states and args.buffer is None:
+        raise ConfigError(f"--replay-states {args.replay_states} needs --buffer RUN/buffer.npz")
     _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
     if cfg.diffusion_kernel != "stochastic":
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
@@ -213,6 +251,14 @@ def main() -> None:
     monte_carlo, prior_head = agent.planner, agent.model.policy_head
     env = make_env(cfg.task, cfg.seed)
     observations, labels = [], []
+    if args.replay_states:
+        tick = time.perf_counter()
+        replay = stored_states(cfg, args.buffer, args.replay_states, "--replay-states")
+        with torch.no_grad():
+            replay_z = agent.model.encode(replay)
+        observations.append(replay.numpy())
+        labels.append(replay_labels(monte_carlo, replay_z, args.plans_per_state).numpy())
+        print(f"{args.replay_states} replay states labelled ({time.perf_counter() - tick:.0f} s)", flush=True)
     students: dict[str, tuple[Planner, dict]] = {}
     student = None
     for round_index in range(args.rounds + 1):
@@ -222,11 +268,12 @@ def main() -> None:
             round_observations, round_labels = labelled_episode(agent, monte_carlo, student, env, seed)
             observations.append(round_observations)
             labels.append(round_labels)
-        head, fit = fitted_student(agent, monte_carlo, observations, labels, round_index, args)
-        student = StudentPlanner(agent, head)
-        students[f"student:{round_index}"] = (student, {"round": round_index, **fit})
-        print(f"round {round_index}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
-    ways = {"mc": (monte_carlo, {}), "prior": (StudentPlanner(agent, prior_head), {}), **students}
+        fitted = fitted_students(agent, monte_carlo, observations, labels, round_index, args)
+        for name, (head, fit) in fitted.items():
+            students[name] = StudentPlanner(agent, head), fit
+            print(f"{name}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
+        student = students[f"student:{round_index}"][0]
+    ways = {**students, "prior": (StudentPlanner(agent, prior_head), {}), "mc": (monte_carlo, {})}
     if args.mean_of:
         ways[f"mc-mean:{args.mean_of}"] = (MonteCarloMeanPlanner(monte_carlo, args.mean_of), {})
     rows = []

@@ -592,12 +592,39 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     assert all(torch.equal(a, b) for a, b in zip(prior_before, prior_head.parameters()))  # the prior is a start
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "planner_distillation.py"
-    result = subprocess.run([sys.executable, str(script), "--checkpoint", "any.pt", "--label-episodes", "0"],
-                            capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip() == ("planner_distillation: error: --label-episodes 0: valid are --rounds >= 0, "
-                                     "--label-episodes >= 1, --fit-steps >= 1, --batch-size >= 1, "
-                                     "--floor-states >= 1, --episodes >= 2, --mean-of >= 0")
+    errors = {
+        ("--fit-seeds", "0"): "--fit-seeds 0: valid are --rounds >= 0, --label-episodes >= 0, --replay-states >= 0, "
+                              "--plans-per-state >= 1, --fit-steps >= 1, --fit-seeds >= 1, --batch-size >= 1, "
+                              "--floor-states >= 1, --episodes >= 2, --mean-of >= 0",
+        ("--label-episodes", "0"): "--label-episodes 0 with --rounds 1 --replay-states 0 labels nothing in some "
+                                   "round: valid with --rounds 0 and --replay-states >= 1",
+        ("--replay-states", "5"): "--replay-states 5 needs --buffer RUN/buffer.npz",
+    }
+    for flag, message in errors.items():
+        result = subprocess.run([sys.executable, str(script), "--checkpoint", "any.pt", *flag],
+                                capture_output=True, text=True)
+        assert result.returncode == 2
+        assert result.stderr.strip() == "planner_distillation: error: " + message
+
+
+def test_replay_labels_average_each_states_own_plans_across_batches(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import planner_distillation
+    from planner_distillation import LABEL_BATCH, replay_labels
+
+    horizon, action_dim, plans = 3, 2, 4
+
+    def first_action_is_the_latent_plus_or_minus_one(monte_carlo, z):
+        """Plans whose first action is z's first coordinates, +1 on even rows of the batch and -1 on odd ones."""
+        sign = torch.where(torch.arange(len(z)) % 2 == 0, 1.0, -1.0)[:, None]
+        return (z[:, :action_dim] + sign)[:, None].expand(-1, horizon, -1)
+
+    monkeypatch.setattr(planner_distillation, "fresh_plans", first_action_is_the_latent_plus_or_minus_one)
+    z = torch.randn(LABEL_BATCH + 37, 8)  # the repeated latents span several batches, the last one short
+    labels = replay_labels(None, z, plans)
+    assert labels.shape == (len(z), action_dim)
+    assert torch.allclose(labels, z[:, :action_dim], atol=1e-6)  # each state's own plans, their +-1 cancelling
+    assert not torch.allclose(replay_labels(None, z, 1), z[:, :action_dim])  # one plan keeps its +-1
 
 
 def test_the_mean_of_k_monte_carlo_plans_spreads_a_kth_as_much_as_one_plan(short_run, monkeypatch):
