@@ -271,7 +271,8 @@ def main() -> None:
         fitted = fitted_students(agent, monte_carlo, observations, labels, round_index, args)
         for name, (head, fit) in fitted.items():
             students[name] = StudentPlanner(agent, head), fit
-            print(f"{name}: {fit} ({time.perf_counter() - tick:.0f} s)", flush=True)
+            print(f"{name}: {fit}", flush=True)
+        print(f"round {round_index}: {time.perf_counter() - tick:.0f} s", flush=True)
         student = students[f"student:{round_index}"][0]
     ways = {**students, "prior": (StudentPlanner(agent, prior_head), {}), "mc": (monte_carlo, {})}
     if args.mean_of:
