@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from mbdpo.agent import Agent
+from mbdpo.config import Config
 from mbdpo.analysis.runs import write_csv
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
@@ -172,6 +173,15 @@ def replay_labels(monte_carlo: DiffusionPlanner, z: torch.Tensor, plans: int) ->
 
 
 @torch.no_grad()
+def labelled_replay(agent: Agent, cfg: Config, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """``--replay-states`` observations ``[N, D]`` of the replay buffer at ``--buffer`` and their labels
+    ``[N, A]`` (:func:`replay_labels`, ``--plans-per-state`` plans each) by the agent's Monte Carlo."""
+    observations = stored_states(cfg, args.buffer, args.replay_states, "--replay-states")
+    labels = replay_labels(agent.planner, agent.model.encode(observations), args.plans_per_state)
+    return observations.numpy(), labels.numpy()
+
+
+@torch.no_grad()
 def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     """Half the mean squared difference between the first actions of two independent Monte-Carlo plans at
     each latent of ``z [B, L]`` (:func:`fresh_plans`): Monte Carlo's own variance at a state, the least
@@ -253,11 +263,9 @@ def main() -> None:
     observations, labels = [], []
     if args.replay_states:
         tick = time.perf_counter()
-        replay = stored_states(cfg, args.buffer, args.replay_states, "--replay-states")
-        with torch.no_grad():
-            replay_z = agent.model.encode(replay)
-        observations.append(replay.numpy())
-        labels.append(replay_labels(monte_carlo, replay_z, args.plans_per_state).numpy())
+        replay_observations, replay_targets = labelled_replay(agent, cfg, args)
+        observations.append(replay_observations)
+        labels.append(replay_targets)
         print(f"{args.replay_states} replay states labelled ({time.perf_counter() - tick:.0f} s)", flush=True)
     students: dict[str, tuple[Planner, dict]] = {}
     student = None
