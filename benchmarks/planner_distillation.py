@@ -27,15 +27,15 @@ the states every policy of the run visited, not only Monte Carlo's own
 After each round ``--fit-seeds`` new students (``student:r``, then
 ``student:r/s``) start from the prior's weights and take ``--fit-steps``
 Adam steps on :func:`distillation_loss` over all labels so far, the model
-frozen, each drawing its own minibatches. A tenth of the labelled states, drawn at random, is
-held out: the student's squared error there, beside the prior's, says
-whether the mapping carries over to states it did not fit, and Monte
-Carlo's own variance at those states (half the squared difference of two
-fresh plans' first actions) is the least such error any regression onto one
-plan per state can reach (a K-th of it for labels averaging K plans). Then the
-checkpoint's evaluation episodes are played by each round's students, the
-prior's mean action (``prior``), Monte Carlo (``mc``) and,
-with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
+frozen, each drawing its own minibatches. A tenth of the labelled states,
+drawn at random, is held out: the student's squared error there, beside the
+prior's, says whether the mapping carries over to states it did not fit,
+and Monte Carlo's own variance at those states (half the squared difference
+of two fresh plans' first actions) is the least such error any regression
+onto one plan per state can reach (a K-th of it for labels averaging K
+plans). Then the checkpoint's evaluation episodes are played by each
+round's students, the prior's mean action (``prior``), Monte Carlo (``mc``)
+and, with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
 (``mc-mean:K``): what the regression converges to with unlimited labels,
 acted on directly, so whether Monte Carlo's average move is worth learning.
 One row per way and evaluation episode in ``--out`` (default
@@ -55,8 +55,8 @@ import torch
 from torch import nn
 
 from mbdpo.agent import Agent
-from mbdpo.config import Config
 from mbdpo.analysis.runs import write_csv
+from mbdpo.config import Config
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.base import Planner
