@@ -68,3 +68,5 @@ def test_save_and_load_into_a_larger_buffer(tmp_path):
     (tmp_path / "broken.npz").write_bytes((tmp_path / "buffer.npz").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         restored.load(tmp_path / "broken.npz")
+    with pytest.raises(CheckpointError, match="^replay buffer '.*missing.npz' does not exist$"):
+        restored.load(tmp_path / "missing.npz")

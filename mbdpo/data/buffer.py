@@ -141,7 +141,9 @@ class ReplayBuffer:
         tmp.replace(path)
 
     def load(self, path: Path) -> None:
-        """Read a file written by :meth:`save`; a corrupt or mismatched file is a :class:`CheckpointError`."""
+        """Read a file written by :meth:`save`; a missing, corrupt or mismatched file is a :class:`CheckpointError`."""
+        if not path.is_file():
+            raise CheckpointError(f"replay buffer {str(path)!r} does not exist")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in ARRAYS}
