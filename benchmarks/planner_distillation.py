@@ -22,13 +22,18 @@ With ``--replay-states N --buffer RUN/buffer.npz``, round 0 also labels N
 states drawn from the run's replay buffer, each with the mean first action
 of ``--plans-per-state`` fresh Monte-Carlo plans (:func:`replay_labels`):
 the states every policy of the run visited, not only Monte Carlo's own
-(``--label-episodes 0 --rounds 0`` labels only those).
+(``--label-episodes 0 --rounds 0`` labels only those). ``--imagined-steps K``
+adds K imagined states per replay state (:func:`imagined_labels`): the
+model's own dynamics follow each label's action from the replay state, and
+each state it reaches is labelled the same way, for more states than the
+run visited, near where Monte Carlo would take it.
 
 After each round ``--fit-seeds`` new students (``student:r``, then
 ``student:r/s``) start from the prior's weights and take ``--fit-steps``
 Adam steps on :func:`distillation_loss` over all labels so far, the model
-frozen, each drawing its own minibatches. A tenth of the labelled states,
-drawn at random, is held out: the student's squared error there, beside the
+frozen, each drawing its own minibatches. A tenth of the visited states,
+drawn at random, is held out with the imagined states that descend from
+them (they are never fitted): the student's squared error there, beside the
 prior's, says whether the mapping carries over to states it did not fit,
 and Monte Carlo's own variance at those states (half the squared difference
 of two fresh plans' first actions) is the least such error any regression
@@ -113,23 +118,23 @@ class MonteCarloMeanPlanner(Planner):
 
 @torch.no_grad()
 def labelled_episode(agent: Agent, teacher: Planner, student: Planner | None, env: gymnasium.Env,
-                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One episode acted by ``student`` (the ``teacher`` itself if None), each state labelled with the action
-    the teacher plans there. Returns the observations ``[T, D]`` and labels ``[T, A]``."""
+    the teacher plans there. Returns the states' latents ``[T, L]`` and labels ``[T, A]``."""
     agent.model.eval()
     obs, _ = env.reset(seed=seed)
     teacher.reset()
-    observations, labels, done = [], [], False
+    latents, labels, done = [], [], False
     while not done:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
         z = agent.model.encode(obs_tensor)
         label = teacher.act(z, obs=obs_tensor)
         action = label if student is None else student.act(z, obs=obs_tensor)
-        observations.append(obs)
-        labels.append(label.numpy())
+        latents.append(z)
+        labels.append(label)
         obs, _, terminated, truncated, _ = env.step(action.numpy())
         done = terminated or truncated
-    return np.stack(observations), np.stack(labels)
+    return torch.cat(latents), torch.stack(labels)
 
 
 def fit_student(prior_head: nn.Module, z: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int,
@@ -173,12 +178,28 @@ def replay_labels(monte_carlo: DiffusionPlanner, z: torch.Tensor, plans: int) ->
 
 
 @torch.no_grad()
-def labelled_replay(agent: Agent, cfg: Config, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """``--replay-states`` observations ``[N, D]`` of the replay buffer at ``--buffer`` and their labels
-    ``[N, A]`` (:func:`replay_labels`, ``--plans-per-state`` plans each) by the agent's Monte Carlo."""
-    observations = stored_states(cfg, args.buffer, args.replay_states, "--replay-states")
-    labels = replay_labels(agent.planner, agent.model.encode(observations), args.plans_per_state)
-    return observations.numpy(), labels.numpy()
+def labelled_replay(agent: Agent, cfg: Config, args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents ``[N, L]`` of ``--replay-states`` observations of the replay buffer at ``--buffer`` and
+    their labels ``[N, A]`` (:func:`replay_labels`, ``--plans-per-state`` plans each) by the agent's Monte
+    Carlo."""
+    z = agent.model.encode(stored_states(cfg, args.buffer, args.replay_states, "--replay-states"))
+    return z, replay_labels(agent.planner, z, args.plans_per_state)
+
+
+@torch.no_grad()
+def imagined_labels(monte_carlo: DiffusionPlanner, z: torch.Tensor, labels: torch.Tensor, steps: int,
+                    plans: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled imagined states: from each latent of ``z [N, L]`` the model's dynamics take its label's action
+    (``labels [N, A]``) to the next latent, which is labelled by :func:`replay_labels` (``plans`` plans), and
+    so on for ``steps`` steps. Returns latents ``[steps * N, L]`` and labels ``[steps * N, A]``, step by step,
+    so that row ``k * N + i`` descends from state ``i``."""
+    imagined_z, imagined_targets = [], []
+    for _ in range(steps):
+        z = monte_carlo.model.next(z, labels)
+        labels = replay_labels(monte_carlo, z, plans)
+        imagined_z.append(z)
+        imagined_targets.append(labels)
+    return torch.cat(imagined_z), torch.cat(imagined_targets)
 
 
 @torch.no_grad()
@@ -190,26 +211,31 @@ def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
     return float((first - second).pow(2).sum(-1).mean() / 2)
 
 
-def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, observations: list[np.ndarray],
-                    labels: list[np.ndarray], round_index: int, args: argparse.Namespace) -> dict[str, tuple[nn.Module, dict]]:
+def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, latents: list[torch.Tensor],
+                    labels: list[torch.Tensor], imagined: tuple[torch.Tensor, torch.Tensor], round_index: int,
+                    args: argparse.Namespace) -> dict[str, tuple[nn.Module, dict]]:
     """``--fit-seeds`` students of round ``round_index`` (``student:r``, then ``student:r/s`` for fit seed s >= 1),
-    each fitted on all labelled states so far but one held-out tenth, with its errors there beside the
-    prior's and ``monte_carlo``'s floor."""
+    each fitted on all labelled states so far but one held-out tenth of the visited ones and the ``imagined``
+    states (latents, labels; :func:`imagined_labels` of the first ``--replay-states`` rows) that descend from
+    it, with its errors there beside the prior's and ``monte_carlo``'s floor."""
+    z, targets = torch.cat(latents), torch.cat(labels)
+    held_out = held_out_split(len(z), round_index)
+    imagined_z, imagined_targets = imagined
+    imagined_fitted = ~held_out[:args.replay_states].repeat(args.imagined_steps)
+    fit_z = torch.cat([z[~held_out], imagined_z[imagined_fitted]])
+    fit_targets = torch.cat([targets[~held_out], imagined_targets[imagined_fitted]])
+    prior_head = agent.model.policy_head
     with torch.no_grad():
-        z = agent.model.encode(torch.as_tensor(np.concatenate(observations), dtype=torch.float32))
-        targets = torch.as_tensor(np.concatenate(labels), dtype=torch.float32)
-        held_out = held_out_split(len(z), round_index)
-        prior_head = agent.model.policy_head
         prior_error = distillation_loss(prior_head, z[held_out], targets[held_out])
         floor = monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states])
     students = {}
     for fit_seed in range(args.fit_seeds):
-        head = fit_student(prior_head, z[~held_out], targets[~held_out], args.fit_steps, args.batch_size, args.lr,
+        head = fit_student(prior_head, fit_z, fit_targets, args.fit_steps, args.batch_size, args.lr,
                            round_index * args.fit_seeds + fit_seed)
         with torch.no_grad():
             error = distillation_loss(head, z[held_out], targets[held_out])
         name = f"student:{round_index}" + (f"/{fit_seed}" if fit_seed else "")
-        students[name] = head, {"round": round_index, "fit_seed": fit_seed, "labels": len(z),
+        students[name] = head, {"round": round_index, "fit_seed": fit_seed, "labels": len(fit_z),
                                 "held_out_error": round(float(error), 4),
                                 "prior_held_out_error": round(float(prior_error), 4),
                                 "monte_carlo_floor": round(floor, 4)}
@@ -225,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay-states", type=int, default=0, help="replay states labelled in round 0 as well")
     parser.add_argument("--plans-per-state", type=int, default=1,
                         help="a replay state's label is the mean first action of this many fresh plans")
+    parser.add_argument("--imagined-steps", type=int, default=0,
+                        help="imagined states labelled per replay state, along the labels' actions")
     parser.add_argument("--fit-steps", type=int, default=2000)
     parser.add_argument("--fit-seeds", type=int, default=1, help="students fitted per round, on the same labels")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -241,6 +269,7 @@ def main() -> None:
     args = parser().parse_args()
     counts = {"--rounds": (args.rounds, 0), "--label-episodes": (args.label_episodes, 0),
               "--replay-states": (args.replay_states, 0), "--plans-per-state": (args.plans_per_state, 1),
+              "--imagined-steps": (args.imagined_steps, 0),
               "--fit-steps": (args.fit_steps, 1), "--fit-seeds": (args.fit_seeds, 1), "--batch-size": (args.batch_size, 1),
               "--floor-states": (args.floor_states, 1), "--episodes": (args.episodes, 2),
               "--mean-of": (args.mean_of, 0)}  # flag: (value, least)
@@ -253,6 +282,9 @@ def main() -> None:
                           "labels nothing in some round: valid with --rounds 0 and --replay-states >= 1")
     if args.replay_states and args.buffer is None:
         raise ConfigError(f"--replay-states {args.replay_states} needs --buffer RUN/buffer.npz")
+    if args.imagined_steps and not args.replay_states:
+        raise ConfigError(f"--imagined-steps {args.imagined_steps} starts from replay states: valid with "
+                          "--replay-states >= 1")
     _, cfg = single_task_diffusion_checkpoint(args.checkpoint, "planner_distillation.py")
     if cfg.diffusion_kernel != "stochastic":
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
@@ -260,23 +292,29 @@ def main() -> None:
     agent = Agent.from_checkpoint(args.checkpoint)
     monte_carlo, prior_head = agent.planner, agent.model.policy_head
     env = make_env(cfg.task, cfg.seed)
-    observations, labels = [], []
+    latents, labels = [], []
+    imagined = torch.zeros(0, cfg.latent_dim), torch.zeros(0, cfg.action_dim)
     if args.replay_states:
         tick = time.perf_counter()
-        replay_observations, replay_targets = labelled_replay(agent, cfg, args)
-        observations.append(replay_observations)
+        replay_z, replay_targets = labelled_replay(agent, cfg, args)
+        latents.append(replay_z)
         labels.append(replay_targets)
         print(f"{args.replay_states} replay states labelled ({time.perf_counter() - tick:.0f} s)", flush=True)
+        if args.imagined_steps:
+            tick = time.perf_counter()
+            imagined = imagined_labels(monte_carlo, replay_z, replay_targets, args.imagined_steps,
+                                       args.plans_per_state)
+            print(f"{len(imagined[0])} imagined states labelled ({time.perf_counter() - tick:.0f} s)", flush=True)
     students: dict[str, tuple[Planner, dict]] = {}
     student = None
     for round_index in range(args.rounds + 1):
         tick = time.perf_counter()
         for episode in range(args.label_episodes):
             seed = episode_seed(cfg.seed, "collect", round_index * args.label_episodes + episode)
-            round_observations, round_labels = labelled_episode(agent, monte_carlo, student, env, seed)
-            observations.append(round_observations)
-            labels.append(round_labels)
-        fitted = fitted_students(agent, monte_carlo, observations, labels, round_index, args)
+            episode_z, episode_labels = labelled_episode(agent, monte_carlo, student, env, seed)
+            latents.append(episode_z)
+            labels.append(episode_labels)
+        fitted = fitted_students(agent, monte_carlo, latents, labels, imagined, round_index, args)
         for name, (head, fit) in fitted.items():
             students[name] = StudentPlanner(agent, head), fit
             print(f"{name}: {fit}", flush=True)

@@ -1,5 +1,6 @@
 """The command line end to end: a short run, resuming, evaluation, and bad input."""
 
+import argparse
 import contextlib
 import copy
 import csv
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -562,7 +564,7 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     from mbdpo.envs import make_env
 
     agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
-    model, prior_head = agent.model, agent.model.policy_head
+    prior_head = agent.model.policy_head
     torch.manual_seed(0)
     teacher_head = copy.deepcopy(prior_head)
     with torch.no_grad():  # a teacher whose action is a known function of z, unlike the prior's
@@ -574,15 +576,14 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     env = make_env(agent.cfg.task, agent.cfg.seed)
     taken, step = [], env.step
     monkeypatch.setattr(env, "step", lambda action: (taken.append(action), step(action))[1])
-    observations, labels = labelled_episode(agent, StudentPlanner(agent, teacher_head),
-                                            StudentPlanner(agent, prior_head), env, seed=3)
+    z, labels = labelled_episode(agent, StudentPlanner(agent, teacher_head), StudentPlanner(agent, prior_head),
+                                 env, seed=3)
+    assert len(z) == len(taken)
     with torch.no_grad():
-        z = model.encode(torch.as_tensor(observations))
-        assert torch.allclose(torch.as_tensor(labels), student_actions(teacher_head, z), atol=1e-6)
+        assert torch.allclose(labels, student_actions(teacher_head, z), atol=1e-6)
         assert torch.allclose(torch.as_tensor(np.stack(taken)), student_actions(prior_head, z), atol=1e-6)
 
     # fitted on nine tenths of the states, the student matches the teacher on the tenth it never saw
-    labels = torch.as_tensor(labels)
     held_out = held_out_split(len(z), seed=0)
     assert int(held_out.sum()) == len(z) // 10
     student = fit_student(prior_head, z[~held_out], labels[~held_out], steps=300, batch_size=64, lr=1e-3, seed=0)
@@ -594,11 +595,12 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "planner_distillation.py"
     errors = {
         ("--fit-seeds", "0"): "--fit-seeds 0: valid are --rounds >= 0, --label-episodes >= 0, --replay-states >= 0, "
-                              "--plans-per-state >= 1, --fit-steps >= 1, --fit-seeds >= 1, --batch-size >= 1, "
+                              "--plans-per-state >= 1, --imagined-steps >= 0, --fit-steps >= 1, --fit-seeds >= 1, --batch-size >= 1, "
                               "--floor-states >= 1, --episodes >= 2, --mean-of >= 0",
         ("--label-episodes", "0"): "--label-episodes 0 with --rounds 1 --replay-states 0 labels nothing in some "
                                    "round: valid with --rounds 0 and --replay-states >= 1",
         ("--replay-states", "5"): "--replay-states 5 needs --buffer RUN/buffer.npz",
+        ("--imagined-steps", "2"): "--imagined-steps 2 starts from replay states: valid with --replay-states >= 1",
     }
     for flag, message in errors.items():
         result = subprocess.run([sys.executable, str(script), "--checkpoint", "any.pt", *flag],
@@ -625,6 +627,65 @@ def test_replay_labels_average_each_states_own_plans_across_batches(monkeypatch)
     assert labels.shape == (len(z), action_dim)
     assert torch.allclose(labels, z[:, :action_dim], atol=1e-6)  # each state's own plans, their +-1 cancelling
     assert not torch.allclose(replay_labels(None, z, 1), z[:, :action_dim])  # one plan keeps its +-1
+
+
+def test_imagined_labels_follow_each_labels_action_through_the_model(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import planner_distillation
+    from planner_distillation import imagined_labels
+
+    horizon, action_dim, steps = 3, 2, 3
+
+    def first_action_is_the_latents_head(monte_carlo, z):
+        return z[:, :action_dim, None].transpose(1, 2).expand(-1, horizon, -1)
+
+    class Model:
+        """Dynamics that add the action, doubled, to the latent's first coordinates."""
+        def next(self, z, action):
+            return torch.cat([z[:, :action_dim] + 2 * action, z[:, action_dim:]], dim=1)
+
+    monkeypatch.setattr(planner_distillation, "fresh_plans", first_action_is_the_latents_head)
+    monte_carlo = types.SimpleNamespace(model=Model())
+    z, labels = torch.randn(5, 4), torch.randn(5, action_dim)
+    imagined_z, imagined_targets = imagined_labels(monte_carlo, z, labels, steps, plans=2)
+    assert imagined_z.shape == (steps * 5, 4) and imagined_targets.shape == (steps * 5, action_dim)
+    expected, action = z.clone(), labels
+    for step in range(steps):  # row step * 5 + i descends from state i, along each step's label
+        expected[:, :action_dim] += 2 * action
+        action = expected[:, :action_dim]
+        assert torch.allclose(imagined_z[step * 5:(step + 1) * 5], expected)
+        assert torch.allclose(imagined_targets[step * 5:(step + 1) * 5], action)
+
+
+def test_students_never_fit_the_imagined_descendants_of_held_out_states(short_run, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import planner_distillation
+    from planner_distillation import fitted_students, held_out_split
+
+    from mbdpo.agent import Agent
+
+    agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
+    replay, episode, steps = 20, 7, 2
+    latents = [torch.randn(replay, agent.cfg.latent_dim), torch.randn(episode, agent.cfg.latent_dim)]
+    latents[0][:, 0] = torch.arange(replay)  # each state's id in its first coordinate: replay first, then
+    latents[1][:, 0] = 100 + torch.arange(episode)  # an episode's
+    labels = [torch.zeros(len(z), agent.cfg.action_dim) for z in latents]
+    imagined_z = torch.randn(steps * replay, agent.cfg.latent_dim)
+    imagined_z[:, 0] = 1000 + torch.arange(replay).repeat(steps)  # 1000 + the id of the state it descends from
+    fitted = []
+    monkeypatch.setattr(planner_distillation, "fit_student",
+                        lambda head, z, targets, *rest: (fitted.append(z[:, 0]), head)[1])
+    args = argparse.Namespace(replay_states=replay, imagined_steps=steps, fit_seeds=1, fit_steps=1, batch_size=4,
+                              lr=1e-3, floor_states=2)
+    fit = fitted_students(agent, agent.planner, latents, labels,
+                          (imagined_z, torch.zeros(len(imagined_z), agent.cfg.action_dim)), 0, args)
+    held_out_ids = torch.cat([z[:, 0] for z in latents])[held_out_split(replay + episode, 0)]
+    fitted_ids = set(fitted[0].tolist())
+    assert fitted_ids.isdisjoint(held_out_ids.tolist())
+    assert fitted_ids.isdisjoint((1000 + held_out_ids).tolist())  # nor anything imagined from them
+    held_out_replay = int((held_out_ids < replay).sum())
+    assert fit["student:0"][1]["labels"] == len(fitted[0]) == (replay + episode - len(held_out_ids)
+                                                                  + steps * (replay - held_out_replay))
 
 
 def test_the_mean_of_k_monte_carlo_plans_spreads_a_kth_as_much_as_one_plan(short_run, monkeypatch):
