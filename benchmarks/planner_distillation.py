@@ -44,7 +44,9 @@ and, with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
 (``mc-mean:K``): what the regression converges to with unlimited labels,
 acted on directly, so whether Monte Carlo's average move is worth learning.
 One row per way and evaluation episode in ``--out`` (default
-``results/planner_distillation.csv``).
+``results/planner_distillation.csv``); a student's ``labels`` is the number
+of states it was fitted on (before ``--imagined-steps``, result files counted
+the held-out tenth as well).
 """
 
 from __future__ import annotations
