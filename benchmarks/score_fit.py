@@ -81,12 +81,23 @@ def episode_rows(buffer: ReplayBuffer, episodes: np.ndarray) -> np.ndarray:
                            for i in episodes])
 
 
+def stored_rows(buffer: ReplayBuffer) -> np.ndarray:
+    """The buffer rows holding the states of every stored episode."""
+    return episode_rows(buffer, np.arange(len(buffer.episode_start)))
+
+
+def run_buffer(cfg: Config, path: Path) -> ReplayBuffer:
+    """The run's replay buffer, read from ``path``."""
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
+    buffer.load(path)
+    return buffer
+
+
 def stored_states(cfg: Config, path: Path, count: int, flag: str) -> torch.Tensor:
     """``count`` observations drawn without replacement (seed 0) from every state the run's replay buffer at
     ``path`` stores; a one-line error naming ``flag`` unless ``1 <= count <=`` that many."""
-    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
-    buffer.load(path)
-    stored = episode_rows(buffer, np.arange(len(buffer.episode_start)))
+    buffer = run_buffer(cfg, path)
+    stored = stored_rows(buffer)
     if not 1 <= count <= len(stored):
         raise ConfigError(f"{flag}={count} must be in [1, {len(stored)}] (the states the buffer stores)")
     rows = np.random.default_rng(0).choice(stored, count, replace=False)
@@ -148,9 +159,7 @@ def split_buffer(buffer: ReplayBuffer, held_out: int) -> tuple[ReplayBuffer, np.
 def training_buffer(cfg: Config, path: Path) -> tuple[ReplayBuffer, np.ndarray]:
     """The run's replay buffer at ``path`` without its two newest episodes, which the checks hold out, and
     those episodes' observations (:func:`split_buffer`)."""
-    buffer = ReplayBuffer(cfg.buffer_size, cfg.obs_dim, cfg.action_dim, cfg.horizon)
-    buffer.load(path)
-    return split_buffer(buffer, held_out=2)
+    return split_buffer(run_buffer(cfg, path), held_out=2)
 
 
 def network_config(checkpoint: dict, overrides: dict) -> Config:
@@ -222,13 +231,12 @@ def fit(checkpoint: dict, buffer_path: Path, overrides: dict, updates: int, chec
     rng = np.random.default_rng(seed)
     check_obs = held_out_obs[rng.choice(len(held_out_obs), check_states, replace=False)]
     # Drawn by a generator of their own, so that rng's training draws stay those of runs before this diagnostic
-    trained_rows = episode_rows(buffer, np.arange(len(buffer.episode_start)))
-    trained_obs = buffer.obs[np.random.default_rng(seed + 1).choice(trained_rows, check_states, replace=False)]
+    trained_obs = buffer.obs[np.random.default_rng(seed + 1).choice(stored_rows(buffer), check_states, replace=False)]
     without_prior = dataclasses.replace(cfg, num_pi_trajs=0)
     if agent.chains is not None and not continue_run:
         if chains < cfg.score_states:  # update_score_network waits for score_states chains: nothing would train
             raise ConfigError(f"--chains={chains} must be at least score_states={cfg.score_states}")
-        states = rng.choice(episode_rows(buffer, np.arange(len(buffer.episode_start))), chains, replace=False)
+        states = rng.choice(stored_rows(buffer), chains, replace=False)
         fill_chains(agent, buffer.obs[states], chains_file)
         torch.manual_seed(seed)  # the same training draws whether the chains were run or loaded
     rows, seconds = [], 0.0
