@@ -143,6 +143,8 @@ RUNS: dict[tuple[str, str], dict] = {
         **MC_CPU_20X64, **AUTO_CHAIN, **REFRESH, "score_sampler": "jump", "score_anchor": "prior",
     },
     ("cartpole-swingup", "diffusion-cpu-score"): {**MC_CPU, "act_mode": "score"},
+    # acting with the network from the start, around the policy prior's plan (no Monte-Carlo action at all)
+    ("walker-walk", "diffusion-cpu-score-anchored"): {**MC_CPU_20X64, "act_mode": "score", "score_anchor": "prior"},
     ("cartpole-swingup", "diffusion-paper-score"): {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     **{("cartpole-swingup", f"ablation-{n}x{m}"): ablation(n, m) for n, m in [(10, 256), (20, 256), (5, 64), (5, 512)]},
     **{(task, "diffusion-cpu"): MC_CPU for task in SUCCESS_TASKS},
@@ -154,7 +156,7 @@ SUITES: dict[str, list[tuple[str, str]]] = {
              and key[1] in ("diffusion-cpu", "diffusion-cpu-20x64", "diffusion-cpu-20x64-eta0", "mppi-tdmpc2",
                             "diffusion-paper")],
     "score": [*((task, name) for task, (name, _) in CORE_MBDPO.items()),
-              *(key for key in RUNS if "-auto" in key[1] or key[1].endswith("-score"))],
+              *(key for key in RUNS if "-auto" in key[1] or "-score" in key[1])],
     "ablation": [("cartpole-swingup", "diffusion-cpu"), *(key for key in RUNS if key[1].startswith("ablation-"))],
     "domains": [key for key in RUNS if key[0] in SUCCESS_TASKS or key[1] == "diffusion-cpu-rgb"],
 }
