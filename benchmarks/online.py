@@ -26,7 +26,9 @@
   (``diffusion-cpu-auto``: fresh targets at 32 replay states per update),
   that around the policy prior's plan (``-anchored``), and, forked from
   those two with ``benchmarks/fork_run.py``, with four score-matching steps
-  per update (``-anchored-x4`` at 12.5k, ``-x4`` at 20k).
+  per update (``-anchored-x4`` at 12.5k, ``-x4`` at 20k), and act_mode=score
+  around the prior's plan, acting with the network from its first update
+  (``diffusion-cpu-score-anchored``).
 - ``ablation``: the paper's Fig. 9-10 on cartpole-swingup: 5, 10, 20
   diffusion steps (256 samples) and 64, 256, 512 samples (5 steps); 10k steps.
   Its 5 x 256 point is the core suite's MBDPO run (same settings and seed).
