@@ -145,7 +145,15 @@ def playing_agent(checkpoint: dict, args: argparse.Namespace, network: bool) -> 
     else the checkpoint's own."""
     if network:
         return trained_network_agent(checkpoint, Path(args.buffer), args.updates)
-    return Agent.from_checkpoint(args.checkpoint)
+    return monte_carlo_agent(args.checkpoint)
+
+
+def monte_carlo_agent(path: str) -> Agent:
+    """The checkpoint's agent acting by Monte Carlo, also when its run acted with the score network (which
+    a checkpoint restores): the ways these scripts call ``mc`` are Monte Carlo's."""
+    agent = Agent.from_checkpoint(path)
+    agent.set_acting_mode("mc")
+    return agent
 
 
 def main() -> None:

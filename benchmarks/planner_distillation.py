@@ -70,7 +70,7 @@ from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
-from chain_steps import single_task_diffusion_checkpoint
+from chain_steps import monte_carlo_agent, single_task_diffusion_checkpoint
 from score_fit import stored_states
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -291,7 +291,7 @@ def main() -> None:
     if cfg.diffusion_kernel != "stochastic":
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
                           "floor plans the held-out states anew), not warm")
-    agent = Agent.from_checkpoint(args.checkpoint)
+    agent = monte_carlo_agent(args.checkpoint)
     monte_carlo, prior_head = agent.planner, agent.model.policy_head
     env = make_env(cfg.task, cfg.seed)
     latents, labels = [], []

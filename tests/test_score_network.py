@@ -947,6 +947,18 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
     assert rows(tmp_path / "e.csv")[0]["act_mode"] == "score"
 
 
+def test_the_benchmarks_monte_carlo_acts_by_monte_carlo_on_a_score_trained_checkpoint(score_run, monkeypatch):
+    """planner_distillation.py, chain_steps.py and value_ranking.py set their ``mc`` beside the network: on a
+    checkpoint that acted with the network, their agent must not act with it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from chain_steps import monte_carlo_agent
+
+    agent = monte_carlo_agent(str(score_run / "checkpoint.pt"))
+    calls = counting_rollouts(agent)
+    agent.act(np.zeros(agent.cfg.obs_dim, dtype=np.float32))
+    assert agent.acting_mode == "mc" and calls
+
+
 @pytest.mark.parametrize("setting, run_value, asked, described, bad, valid", [
     ("score_candidates", 0, 8, "acting with score, the best of 8 plans", -1, ">= 0"),  # 0: the run's, one plan
     ("score_mc_steps", -1, 1, "acting with score, Monte Carlo on its last 1 of", -2, ">= -1"),  # -1: the run's, 0
