@@ -60,7 +60,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SETTINGS = {
     f"{inputs} {states}x{samples}": {"score_target": "denoiser", "score_replay_chains": 0, "score_inputs": inputs,
                                      "score_states": states, "score_samples": samples, "score_anchor": "none",
-                                     "score_return_coef": 0.0, "score_mlp_dim": 0, "score_layers": 2}
+                                     "score_sampler": "chain", "score_return_coef": 0.0, "score_mlp_dim": 0,
+                                     "score_layers": 2}
     for inputs in ("mixed", "sampler", "forward")
     for states, samples in ((32, 32),)
 }
@@ -68,10 +69,12 @@ SETTINGS["mixed 32x32, prior anchor"] = {**SETTINGS["mixed 32x32"], "score_ancho
 SETTINGS["mixed 32x32, 3x1024"] = {**SETTINGS["mixed 32x32"], "score_mlp_dim": 1024, "score_layers": 3}
 # The chains come from acting (fill_chains), also when the checkpoint's run planned them from its replay.
 SETTINGS["chain 256"] = {"score_target": "chain", "score_states": 256, "score_replay_chains": 0, "score_anchor": "none",
-                        "score_return_coef": 0.0, "score_mlp_dim": 0, "score_layers": 2}
+                        "score_sampler": "chain", "score_return_coef": 0.0, "score_mlp_dim": 0, "score_layers": 2}
 SETTINGS["chain 256, prior anchor"] = {**SETTINGS["chain 256"], "score_anchor": "prior"}
 SETTINGS["chain 256, return 1"] = {**SETTINGS["chain 256"], "score_return_coef": 1.0}
 SETTINGS["chain 256, return 1 at replay states"] = SETTINGS["chain 256"]
+# One call per action: the denoised mean at the chain's start, regressed onto the plan Monte Carlo ends at
+SETTINGS["chain 256, jump, prior anchor"] = {**SETTINGS["chain 256, prior anchor"], "score_sampler": "jump"}
 REPLAY_RETURN_SETTINGS = {"chain 256, return 1 at replay states"}  # with replay_return_step after each update
 
 
