@@ -142,7 +142,7 @@ def single_task_diffusion_checkpoint(path: str, script: str) -> tuple[dict, Conf
 
 def playing_agent(checkpoint: dict, args: argparse.Namespace, network: bool) -> Agent:
     """The agent the ways play: with a new score network (:func:`trained_network_agent`) if ``network``,
-    else the checkpoint's own."""
+    else the checkpoint's own, acting by Monte Carlo."""
     if network:
         return trained_network_agent(checkpoint, Path(args.buffer), args.updates)
     return monte_carlo_agent(args.checkpoint)
