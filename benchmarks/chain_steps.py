@@ -148,10 +148,10 @@ def playing_agent(checkpoint: dict, args: argparse.Namespace, network: bool) -> 
     return monte_carlo_agent(args.checkpoint)
 
 
-def monte_carlo_agent(path: str) -> Agent:
+def monte_carlo_agent(path: str | Path, device: str = "auto") -> Agent:
     """The checkpoint's agent acting by Monte Carlo, also when its run acted with the score network (which
     a checkpoint restores): the ways these scripts call ``mc`` are Monte Carlo's."""
-    agent = Agent.from_checkpoint(path)
+    agent = Agent.from_checkpoint(path, device)
     agent.set_acting_mode("mc")
     return agent
 

@@ -24,6 +24,8 @@ import torch
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
 from mbdpo.errors import CheckpointError, exit_on_user_error
+# benchmarks/ is the script's own directory, first on sys.path
+from chain_steps import monte_carlo_agent
 
 
 def counts_list(text: str) -> list[int]:
@@ -70,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    agent = Agent.from_checkpoint(args.checkpoint, device="cpu")
+    agent = monte_carlo_agent(args.checkpoint, device="cpu")  # its action for scale is a Monte-Carlo one
     if agent.cfg.multitask:
         raise CheckpointError(f"{args.checkpoint} is multi-task; give a single-task checkpoint")
     write_csv(args.out, batch_rows(agent, args.counts, args.repeats))

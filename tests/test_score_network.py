@@ -948,8 +948,9 @@ def test_a_score_trained_checkpoint_acts_with_the_score_network_after_loading(sc
 
 
 def test_the_benchmarks_monte_carlo_acts_by_monte_carlo_on_a_score_trained_checkpoint(score_run, monkeypatch):
-    """planner_distillation.py, chain_steps.py and value_ranking.py set their ``mc`` beside the network: on a
-    checkpoint that acted with the network, their agent must not act with it."""
+    """planner_distillation.py, chain_steps.py and value_ranking.py set their ``mc`` beside the network, and
+    replay_chain_batch.py times a Monte-Carlo action: on a checkpoint that acted with the network, their agent
+    must not act with it."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from chain_steps import monte_carlo_agent
 
