@@ -6,7 +6,9 @@
 The copy resumes from the same step, with the same world model, replay
 buffer and random state, so that it and the original, each continued, differ
 by the changed settings alone (a paired comparison). Only the checkpoint's
-configuration and ``config.json`` change; the logs are copied as they are.
+configuration and ``config.json`` change, and a change to or from
+``score_sampler=policy`` starts the new kind of network untrained; the logs
+are copied as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from mbdpo.agent import for_acting_network
 from mbdpo.checkpoint import AGENT, load_checkpoint, save_checkpoint
 from mbdpo.config import Config, parse_overrides, parse_values
 from mbdpo.errors import ConfigError, exit_on_user_error
@@ -27,8 +30,9 @@ def fork(run_dir: Path, new_run_dir: Path, changes: dict[str, str]) -> Config:
     checkpoint = load_checkpoint(run_dir / "checkpoint.pt", holds=AGENT)
     cfg = Config.from_dict({**checkpoint["config"], **parse_values(changes, Config)})
     cfg.validate()
+    agent_state = for_acting_network(checkpoint["agent"], Config.from_dict(checkpoint["config"]), cfg)
     shutil.copytree(run_dir, new_run_dir)
-    save_checkpoint(new_run_dir / "checkpoint.pt", {**checkpoint, "config": cfg.to_dict()})
+    save_checkpoint(new_run_dir / "checkpoint.pt", {**checkpoint, "agent": agent_state, "config": cfg.to_dict()})
     cfg.save(new_run_dir / "config.json")
     return cfg
 

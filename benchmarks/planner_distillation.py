@@ -30,7 +30,7 @@ run visited, near where Monte Carlo would take it.
 
 After each round ``--fit-seeds`` new students (``student:r``, then
 ``student:r/s``) start from the prior's weights and take ``--fit-steps``
-Adam steps on :func:`distillation_loss` over all labels so far, the model
+Adam steps on :func:`student_error` over all labels so far, the model
 frozen, each drawing its own minibatches. A tenth of the visited states,
 drawn at random, is held out with the imagined states that descend from
 them (they are never fitted): the student's squared error there, beside the
@@ -68,6 +68,7 @@ from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner
+from mbdpo.planning.distilled_policy import distillation_loss
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
 from chain_steps import monte_carlo_agent, single_task_diffusion_checkpoint
@@ -83,13 +84,10 @@ def student_actions(policy_head: nn.Module, z: torch.Tensor) -> torch.Tensor:
     return torch.tanh(mean)
 
 
-def distillation_loss(policy_head: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean squared error between the student's mean action at ``z [B, L]`` and Monte Carlo's ``labels [B, A]``.
-
-    Its minimiser is E[a_MC | z], the average of the actions Monte Carlo plans at the state, as the score
-    network's regression (eq. 16) converges to the average of its Monte-Carlo targets.
-    """
-    return (student_actions(policy_head, z) - labels).pow(2).sum(-1).mean()
+def student_error(policy_head: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The library's :func:`~mbdpo.planning.distilled_policy.distillation_loss` of the student's mean action at
+    ``z [B, L]`` against Monte Carlo's ``labels [B, A]``: its minimiser is E[a_MC | z]."""
+    return distillation_loss(student_actions(policy_head, z), labels)
 
 
 class StudentPlanner(Planner):
@@ -107,7 +105,7 @@ class StudentPlanner(Planner):
 
 class MonteCarloMeanPlanner(Planner):
     """Acts on the mean of ``count`` independent Monte-Carlo plans at the state, planned in one batch: the
-    E[a_MC | z] that :func:`distillation_loss` converges to. Needs the stochastic kernel (no warm start)."""
+    E[a_MC | z] that :func:`student_error` converges to. Needs the stochastic kernel (no warm start)."""
 
     def __init__(self, monte_carlo: DiffusionPlanner, count: int):
         super().__init__(monte_carlo.model, monte_carlo.cfg)
@@ -141,14 +139,14 @@ def labelled_episode(agent: Agent, teacher: Planner, student: Planner | None, en
 
 def fit_student(prior_head: nn.Module, z: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int,
                 lr: float, seed: int) -> nn.Module:
-    """A copy of ``prior_head`` after ``steps`` Adam steps of :func:`distillation_loss` on minibatches of
+    """A copy of ``prior_head`` after ``steps`` Adam steps of :func:`student_error` on minibatches of
     ``(z, labels)``."""
     student = copy.deepcopy(prior_head).requires_grad_(True)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = torch.randint(len(z), (batch_size,), generator=generator)
-        loss = distillation_loss(student, z[rows], labels[rows])
+        loss = student_error(student, z[rows], labels[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -228,14 +226,14 @@ def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, latents: list[t
     fit_targets = torch.cat([targets[~held_out], imagined_targets[imagined_fitted]])
     prior_head = agent.model.policy_head
     with torch.no_grad():
-        prior_error = distillation_loss(prior_head, z[held_out], targets[held_out])
+        prior_error = student_error(prior_head, z[held_out], targets[held_out])
         floor = monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states])
     students = {}
     for fit_seed in range(args.fit_seeds):
         head = fit_student(prior_head, fit_z, fit_targets, args.fit_steps, args.batch_size, args.lr,
                            round_index * args.fit_seeds + fit_seed)
         with torch.no_grad():
-            error = distillation_loss(head, z[held_out], targets[held_out])
+            error = student_error(head, z[held_out], targets[held_out])
         name = f"student:{round_index}" + (f"/{fit_seed}" if fit_seed else "")
         students[name] = head, {"round": round_index, "fit_seed": fit_seed, "labels": len(fit_z),
                                 "held_out_error": round(float(error), 4),

@@ -27,6 +27,7 @@ from mbdpo.model.running import RunningScale
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning import DiffusionPlanner, make_planner
 from mbdpo.planning.diffusion import monte_carlo_denoiser, network_anchor, score_network_denoiser
+from mbdpo.planning.distilled_policy import DistilledPolicy, distillation_loss
 from mbdpo.planning.score_matching import (
     ScoreCheck, chain_pairs, check_score_network, return_guidance_loss, score_matching_loss, training_inputs,
 )
@@ -57,6 +58,16 @@ def load_optimizer_moments(optimizer: torch.optim.Optimizer, state: dict) -> Non
         group["lr"] = step_size
 
 
+def for_acting_network(state: dict, saved: Config, cfg: Config) -> dict:
+    """An agent's ``state`` (:meth:`Agent.state_dict`) saved under ``saved``, to load into an agent of ``cfg``:
+    where one learns with the distilled policy (``score_sampler=policy``) and the other with the score network,
+    the saved network is left out and the agent acts by Monte Carlo, so that the new kind starts untrained."""
+    if (saved.score_sampler == "policy") == (cfg.score_sampler == "policy"):
+        return state
+    dropped = ("score_network", "score_optimizer", "score_network_average")
+    return {**{key: value for key, value in state.items() if key not in dropped}, "acting_mode": "mc"}
+
+
 class Agent:
     """``sync`` (data-parallel training, :mod:`mbdpo.training.distributed`) averages gradients and gathers
     batch statistics over processes; by default there is one process and it does nothing."""
@@ -79,7 +90,9 @@ class Agent:
             lr=cfg.lr, eps=1e-8,
         )
         self.policy_optimizer = torch.optim.Adam(model.policy_head.parameters(), lr=cfg.lr, eps=1e-5)
-        self.score_network = ScoreNetwork(cfg).to(device)
+        # The network that learns to act as Monte Carlo does: the score network, or with score_sampler=policy
+        # the distilled policy.
+        self.score_network = (DistilledPolicy(cfg) if cfg.score_sampler == "policy" else ScoreNetwork(cfg)).to(device)
         self.score_optimizer = torch.optim.Adam(self.score_network.parameters(), lr=cfg.score_lr or cfg.lr)
         # The network that acts: the trained one, or with score_ema a copy holding the average of its weights.
         self.acting_score_network = (
@@ -288,27 +301,18 @@ class Agent:
         waits until ``score_states`` chains are stored. With
         ``score_return_coef`` the same denoised plans also climb their imagined
         return under the current model (the model frozen: only the network learns).
+        With ``score_sampler=policy`` the step is the distilled policy's instead (:meth:`_distillation_loss`).
         """
         self.model.eval()  # targets as the planner computes them when acting (no Q dropout)
-        with torch.no_grad():
-            if self.cfg.score_replay_chains:
+        if self.cfg.score_replay_chains:
+            with torch.no_grad():
                 self._plan_replay_chains(batch, z)
-            if self.chains is None:
-                z, obs, x_tau, tau, target, task, anchor = self._denoiser_targets(z, batch)
-            elif len(self.chains) < self.cfg.score_states:
-                return {}
-            else:
-                z, obs, x_tau, tau, target, task, anchor = self._chain_targets()
-        schedule = self.planner.schedule_on(z.device)
-        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, obs=obs)
-        denoised = network(x_tau, tau)
-        metrics = {"score_loss": score_matching_loss(denoised, target)}
-        loss = metrics["score_loss"]
-        if self.cfg.score_return_coef:
-            with frozen(self.model):
-                scaled_return = self.q_scale(plan_returns(self.model, z, denoised, self.cfg.energy_eta, task))
-            metrics["score_return_loss"] = return_guidance_loss(scaled_return)
-            loss = loss + self.cfg.score_return_coef * metrics["score_return_loss"]
+        if self.chains is not None and len(self.chains) < self.cfg.score_states:
+            return {}
+        if self.cfg.score_sampler == "policy":
+            loss, metrics = self._distillation_loss()
+        else:
+            loss, metrics = self._score_matching_loss(batch, z)
         self.step_score_network(loss)
         self.score_network.updates += 1
         if self.cfg.score_ema:
@@ -316,6 +320,39 @@ class Agent:
         if self.cfg.act_mode == "score":  # from its first trained step on: never act with an untrained network
             self.set_acting_mode("score")
         return {name: value.detach() for name, value in metrics.items()}
+
+    def _score_matching_loss(self, batch: Batch, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The score network's loss and its parts: the regression (eq. 16) on targets per ``score_target``,
+        plus with ``score_return_coef`` that weight of the return guidance (eq. 10)."""
+        with torch.no_grad():
+            if self.chains is None:
+                z, obs, x_tau, tau, target, task, anchor = self._denoiser_targets(z, batch)
+            else:
+                z, obs, x_tau, tau, target, task, anchor = self._chain_targets()
+        schedule = self.planner.schedule_on(z.device)
+        network = score_network_denoiser(self.score_network, self.model, schedule, z, task, anchor=anchor, obs=obs)
+        denoised = network(x_tau, tau)
+        parts = {"score_loss": score_matching_loss(denoised, target)}
+        loss = parts["score_loss"]
+        if self.cfg.score_return_coef:
+            with frozen(self.model):
+                scaled_return = self.q_scale(plan_returns(self.model, z, denoised, self.cfg.energy_eta, task))
+            parts["score_return_loss"] = return_guidance_loss(scaled_return)
+            loss = loss + self.cfg.score_return_coef * parts["score_return_loss"]
+        return loss, parts
+
+    def _distillation_loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``score_sampler=policy``: the distilled policy's regression onto the first action of the plans of
+        ``score_states`` stored chains, at their states encoded by the current model. Its first step starts
+        it from the policy prior's weights."""
+        if not self.score_network.trained:
+            self.score_network.start_from_prior(self.model)
+        obs, task, _, plans, _ = self.chains.sample(self.cfg.score_states, self.device)
+        task = task if self.cfg.multitask else None
+        with torch.no_grad():
+            z = self.model.encode(obs.float(), task)
+        loss = distillation_loss(self.score_network.actions(self.model, z, task), plans[:, 0])
+        return loss, {"score_loss": loss}
 
     def step_score_network(self, loss: torch.Tensor) -> None:
         """One optimiser step of the score network on ``loss`` (gradients averaged across processes, clipped)."""
@@ -399,6 +436,9 @@ class Agent:
         the second estimate other planner settings (its ``monte_carlo_error``
         then measures how far those settings move Monte Carlo's estimate).
         """
+        if self.cfg.score_sampler == "policy":
+            raise ConfigError("the score check measures a denoiser, and score_sampler=policy's distilled policy "
+                              "has none; valid: an agent with score_sampler=chain|jump")
         self.model.eval()
         task_tensor = self.task_tensor(task, len(obs))
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)

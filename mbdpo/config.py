@@ -157,8 +157,11 @@ class Config:
     score_state: Literal["latent", "observation"] = "latent"
     # How the network acts: "chain" runs the paper's reverse chain with it (diffusion_steps calls); "jump" (with
     # score_target=chain) takes its denoised mean at the chain's start, one call: trained only there, on each
-    # stored chain's start and final plan, it regresses the plan Monte Carlo ends at, given where it starts
-    score_sampler: Literal["chain", "jump"] = "chain"
+    # stored chain's start and final plan, it regresses the plan Monte Carlo ends at, given where it starts;
+    # "policy" (with score_target=chain) replaces the network by a distilled policy: the prior's shape, started
+    # from its weights, regressing the first action of stored chains' plans on the state; one call
+    # (mbdpo/planning/distilled_policy.py)
+    score_sampler: Literal["chain", "jump", "policy"] = "chain"
     # score_target=chain: the most recent Monte-Carlo chains of acting kept. Few, so that they are fresh: older
     # chains hold what older models planned (benchmarks/NOTES.md, "Acting with the score network")
     score_chains: int = 1000
@@ -361,6 +364,17 @@ class Config:
                               f"stored chains' final plans, so it needs score_target=chain and score_mc_steps=0, not "
                               f"score_target={self.score_target} score_mc_steps={self.score_mc_steps}; "
                               "valid otherwise: score_sampler=chain")
+        if self.score_sampler == "policy" and self.score_target != "chain":
+            raise ConfigError(f"score_sampler=policy regresses the first action of stored chains' plans, so it "
+                              f"needs score_target=chain, not score_target={self.score_target}")
+        policy_unused = {"score_anchor": (self.score_anchor, "none"), "score_state": (self.score_state, "latent"),
+                         "score_candidates": (self.score_candidates, 1), "score_mc_steps": (self.score_mc_steps, 0),
+                         "score_return_coef": (self.score_return_coef, 0), "score_mlp_dim": (self.score_mlp_dim, 0),
+                         "score_layers": (self.score_layers, 2)}
+        for key, (value, only) in policy_unused.items():
+            if self.score_sampler == "policy" and value != only:
+                raise ConfigError(f"{key}={value} is a setting of the score network, which score_sampler=policy "
+                                  f"replaces by the distilled policy; valid with it: {key}={only}")
         if self.score_chains < self.score_states:
             raise ConfigError(f"score_chains={self.score_chains} must be at least score_states={self.score_states}")
         if not 0 <= self.score_replay_chains <= min(self.batch_size, self.score_chains):

@@ -557,7 +557,7 @@ def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(shor
 def test_planner_distillation_labels_the_students_states_and_learns_a_known_teacher(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from planner_distillation import (
-        StudentPlanner, distillation_loss, fit_student, held_out_split, labelled_episode, student_actions,
+        StudentPlanner, fit_student, held_out_split, labelled_episode, student_actions, student_error,
     )
 
     from mbdpo.agent import Agent
@@ -588,7 +588,7 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
     assert int(held_out.sum()) == len(z) // 10
     student = fit_student(prior_head, z[~held_out], labels[~held_out], steps=300, batch_size=64, lr=1e-3, seed=0)
     with torch.no_grad():
-        error, prior_error = (distillation_loss(head, z[held_out], labels[held_out]) for head in (student, prior_head))
+        error, prior_error = (student_error(head, z[held_out], labels[held_out]) for head in (student, prior_head))
     assert error < 0.05 * prior_error
     assert all(torch.equal(a, b) for a, b in zip(prior_before, prior_head.parameters()))  # the prior is a start
 

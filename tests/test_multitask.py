@@ -178,6 +178,20 @@ def test_finetuning_on_a_task_without_data_starts_from_a_related_task(offline_ru
     assert [int(r["step"]) for r in rows(run_dir / "eval.csv")] == [0, 1000]
 
 
+def test_finetuning_with_a_distilled_policy_starts_it_untrained_and_trains_it_on_the_tasks_actions(offline_run):
+    run_dir = offline_run / "finetune-policy"
+    result = mbdpo_in_process("finetune", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}",
+                              "task=cartpole-swingup", "steps=1000", "eval_freq=1000", "eval_episodes=1",
+                              "act_mode=auto", "score_target=chain", "score_sampler=policy", "score_states=8",
+                              "progress=false", f"run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr  # the checkpoint's score network is left out, not loaded
+    agent = Agent.from_checkpoint(run_dir / "checkpoint.pt", device="cpu")
+    assert agent.score_network.trained and float(rows(run_dir / "train.csv")[-1]["score_loss"]) > 0
+    task = agent.task_tensor(agent.cfg.tasks.index("cartpole-swingup"), 4)
+    actions = agent.score_network.actions(agent.model, torch.rand(4, agent.cfg.latent_dim), task)
+    assert actions[:, :1].abs().sum() > 0 and not actions[:, 1:].any()  # cartpole's one action, the rest masked
+
+
 def test_collect_with_a_multitask_checkpoint_writes_padded_public_chunks(offline_run):
     out = offline_run / "collected"
     result = mbdpo_in_process("collect", f"checkpoint={offline_run / 'run' / 'checkpoint.pt'}", "task=cartpole-swingup",

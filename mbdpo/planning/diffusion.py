@@ -27,6 +27,7 @@ from mbdpo.config import Config
 from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner, shifted
 from mbdpo.planning.rollout import candidate_returns, policy_mean_plan, policy_trajectories
+from mbdpo.planning.distilled_policy import DistilledPolicy
 from mbdpo.planning.score_network import ScoreNetwork
 
 ReturnFn = Callable[[torch.Tensor], torch.Tensor]  # candidates [B, M, H, A] -> returns [B, M]
@@ -261,7 +262,7 @@ class DiffusionPlanner(Planner):
     :attr:`use_score_network` is set (see ``act_mode``).
     """
 
-    def __init__(self, model: WorldModel, cfg: Config, score_network: ScoreNetwork | None = None):
+    def __init__(self, model: WorldModel, cfg: Config, score_network: ScoreNetwork | DistilledPolicy | None = None):
         super().__init__(model, cfg)
         self.schedule = DiffusionSchedule.linear(cfg.diffusion_steps, cfg.beta_start, cfg.beta_end)
         self.score_network = score_network
@@ -319,7 +320,10 @@ class DiffusionPlanner(Planner):
         current model's imagined return (:func:`best_of_candidates`); ``obs`` are the observations ``z`` was
         encoded from (needed with ``score_state=observation``). With one candidate, no rollouts, unless
         ``score_mc_steps`` hands the last steps of the chain to Monte Carlo (:func:`handed_over`). Returns
-        ``[B, H, A]``, clamped to the action range."""
+        ``[B, H, A]``, clamped to the action range. With ``score_sampler=policy`` the distilled policy's plans
+        instead (:class:`~mbdpo.planning.distilled_policy.DistilledPolicy`)."""
+        if self.cfg.score_sampler == "policy":
+            return self.score_network.plans(self.model, z, task)
         count = self.score_candidates
         plans = self.score_network_candidates(z, previous_plans, count, task, obs)
         if count == 1:

@@ -4,7 +4,8 @@
 checkpoint of ``mbdpo train task=mt30 ...`` and trains it online on one task
 (see :class:`mbdpo.training.online.OnlineTrainer`): the planner acts from the
 first step, one update per step, every module (world model, policy prior,
-energy head, score network) keeps its optimiser state. ``steps`` defaults to
+energy head, score network) keeps its optimiser state; ``score_sampler=policy`` on a checkpoint
+trained without it (or the reverse) starts that kind of network untrained. ``steps`` defaults to
 40,000 and ``eval_freq`` to a tenth of ``steps``, whatever the checkpoint's
 offline run used.
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import torch
 
-from mbdpo.agent import Agent
+from mbdpo.agent import Agent, for_acting_network
 from mbdpo.checkpoint import AGENT, load_checkpoint
 from mbdpo.config import Config, discount_from_episode_length, parse_values, torch_device
 from mbdpo.envs import make_env
@@ -131,6 +132,6 @@ def finetune(checkpoint: str | Path, init_from: str = "", **overrides: Any) -> P
         print(f"mbdpo: {cfg.task} starts from the task embedding of {source}")
 
     def pretrained(agent: Agent) -> dict:
-        return adapt_state(payload["agent"], agent, task, source_index)
+        return adapt_state(for_acting_network(payload["agent"], saved, cfg), agent, task, source_index)
 
     return OnlineTrainer(cfg, pretrained=pretrained).run()

@@ -192,7 +192,8 @@ class OnlineTrainer:
             print(self.kept_note)
         print("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         if cfg.act_mode != "mc":
-            print(f"score network: {self.agent.score_network.parameter_count():,} parameters, act_mode={cfg.act_mode}, "
+            network = "distilled policy" if cfg.score_sampler == "policy" else "score network"
+            print(f"{network}: {self.agent.score_network.parameter_count():,} parameters, act_mode={cfg.act_mode}, "
                   f"acting with {self.agent.acting_mode}")
         print(f"replay buffer: {self.buffer.capacity:,} rows, up to {self.buffer.nbytes / 2**20:.1f} MiB "
               f"(committed as it fills)")
@@ -286,9 +287,11 @@ class OnlineTrainer:
         A diagnostic (per-step score errors, imagined returns): whether
         ``act_mode=auto`` acts with the network is decided at evaluations, by
         the return it gets in the environment (:meth:`_evaluate_network`).
+        The distilled policy (``score_sampler=policy``) has no denoiser to check.
         """
         cfg, agent = self.cfg, self.agent
-        if cfg.act_mode == "mc" or not agent.score_network.trained or self.step < self.next_score_check:
+        if (cfg.act_mode == "mc" or cfg.score_sampler == "policy" or not agent.score_network.trained
+                or self.step < self.next_score_check):
             return
         self.next_score_check = next_multiple(self.step, cfg.score_check_freq)
         states = self.rng.choice(len(observations), min(cfg.score_check_states, len(observations)), replace=False)
