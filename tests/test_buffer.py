@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mbdpo.data.buffer import ReplayBuffer
+from mbdpo.data.chains import ChainMemory
 from mbdpo.errors import CheckpointError
 
 
@@ -70,3 +71,34 @@ def test_save_and_load_into_a_larger_buffer(tmp_path):
         restored.load(tmp_path / "broken.npz")
     with pytest.raises(CheckpointError, match="^replay buffer '.*missing.npz' does not exist$"):
         restored.load(tmp_path / "missing.npz")
+
+
+def chain_memory_holding(capacity: int, added: int) -> ChainMemory:
+    """A memory of ``capacity`` after ``added`` chains, chain i's plan filled with i."""
+    memory = ChainMemory(capacity, (2,), 3, 2, 1)
+    for i in range(added):
+        memory.add(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.zeros(1, 3, 2, 1),
+                   torch.full((1, 2, 1), float(i)))
+    return memory
+
+
+def stored_plans(memory: ChainMemory) -> list[int]:
+    return [int(plan) for plan in memory.plan[:len(memory), 0, 0]]
+
+
+def test_a_chain_memory_loads_into_another_capacity_as_its_newest_chains_oldest_first():
+    saved = chain_memory_holding(5, 8).state_dict()  # wrapped: rows hold chains 5, 6, 7, 3, 4
+    same = chain_memory_holding(5, 0)
+    same.load_state_dict(saved)
+    assert stored_plans(same) == [5, 6, 7, 3, 4] and int(same.count) == 8  # the same ring, as saved
+    larger = chain_memory_holding(10, 0)
+    larger.load_state_dict(saved)
+    assert stored_plans(larger) == [3, 4, 5, 6, 7]  # never rows it was not given
+    larger.add(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.zeros(1, 3, 2, 1), torch.full((1, 2, 1), 8.0))
+    assert stored_plans(larger) == [3, 4, 5, 6, 7, 8]
+    smaller = chain_memory_holding(3, 0)
+    smaller.load_state_dict(saved)
+    assert stored_plans(smaller) == [5, 6, 7]
+    empty = chain_memory_holding(10, 0)
+    empty.load_state_dict(chain_memory_holding(5, 0).state_dict())
+    assert len(empty) == 0

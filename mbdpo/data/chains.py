@@ -61,10 +61,16 @@ class ChainMemory:
         return {**{name: getattr(self, name)[:size] for name in self._fields()}, "count": self.count}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state_dict`, into a memory of the same capacity or of another one."""
         if ("anchor" in state) != self.anchored:
             raise ValueError(f"saved chains {'with' if 'anchor' in state else 'without'} the prior's anchors do "
                              f"not fit an {'anchored' if self.anchored else 'unanchored'} memory (score_anchor)")
-        size = len(state["plan"])
+        saved = len(state["plan"])
+        if saved == self.capacity:  # the same ring: every row keeps its place, the next is overwritten next
+            rows, self.count = torch.arange(saved), state["count"].clone()
+        else:  # another capacity (a fork, a fine-tuning run): the newest rows that fit, oldest first
+            oldest_first = (torch.arange(saved) + state["count"]) % saved
+            rows = oldest_first[-self.capacity:]
+            self.count = torch.tensor(len(rows))
         for name in self._fields():
-            getattr(self, name)[:size] = state[name]
-        self.count = state["count"].clone()
+            getattr(self, name)[:len(rows)] = state[name][rows]
