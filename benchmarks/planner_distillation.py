@@ -26,7 +26,10 @@ the states every policy of the run visited, not only Monte Carlo's own
 adds K imagined states per replay state (:func:`imagined_labels`): the
 model's own dynamics follow each label's action from the replay state, and
 each state it reaches is labelled the same way, for more states than the
-run visited, near where Monte Carlo would take it.
+run visited, near where Monte Carlo would take it. ``--chain-labels`` adds
+the checkpoint's stored chains (``score_target=chain`` runs), each state
+encoded by the checkpoint's model and labelled with its plan's first action:
+the data ``score_sampler=policy`` regresses online, fitted here to the end.
 
 After each round ``--fit-seeds`` new students (``student:r``, then
 ``student:r/s``) start from the prior's weights and take ``--fit-steps``
@@ -40,7 +43,8 @@ of two fresh plans' first actions) is the least such error any regression
 onto one plan per state can reach (a K-th of it for labels averaging K
 plans). Then the checkpoint's evaluation episodes are played by each
 round's students, the prior's mean action (``prior``), Monte Carlo (``mc``)
-and, with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
+the checkpoint's own distilled policy (``distilled``, if it trained one with
+``score_sampler=policy``) and, with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
 (``mc-mean:K``): what the regression converges to with unlimited labels,
 acted on directly, so whether Monte Carlo's average move is worth learning.
 One row per way and evaluation episode in ``--out`` (default
@@ -187,6 +191,17 @@ def labelled_replay(agent: Agent, cfg: Config, args: argparse.Namespace) -> tupl
 
 
 @torch.no_grad()
+def chain_labels(agent: Agent) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents ``[N, L]`` of the states of the agent's stored chains, encoded by its model, and the first
+    actions ``[N, A]`` of the chains' plans: what ``score_sampler=policy`` regresses online."""
+    if agent.chains is None or not len(agent.chains):
+        raise ConfigError("--chain-labels: the checkpoint stores no chains (runs with act_mode=auto|score "
+                          "score_target=chain do)")
+    size = len(agent.chains)
+    return agent.model.encode(agent.chains.obs[:size].float()), agent.chains.plan[:size, 0]
+
+
+@torch.no_grad()
 def imagined_labels(monte_carlo: DiffusionPlanner, z: torch.Tensor, labels: torch.Tensor, steps: int,
                     plans: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Labelled imagined states: from each latent of ``z [N, L]`` the model's dynamics take its label's action
@@ -253,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
                         help="a replay state's label is the mean first action of this many fresh plans")
     parser.add_argument("--imagined-steps", type=int, default=0,
                         help="imagined states labelled per replay state, along the labels' actions")
+    parser.add_argument("--chain-labels", action="store_true",
+                        help="round 0 also fits the checkpoint's stored chains' first actions")
     parser.add_argument("--fit-steps", type=int, default=2000)
     parser.add_argument("--fit-seeds", type=int, default=1, help="students fitted per round, on the same labels")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -277,9 +294,10 @@ def main() -> None:
     if bad:
         raise ConfigError(", ".join(bad) + ": valid are "
                           + ", ".join(f"{flag} >= {least}" for flag, (_, least) in counts.items()))
-    if args.label_episodes == 0 and (args.rounds or not args.replay_states):
+    if args.label_episodes == 0 and (args.rounds or not (args.replay_states or args.chain_labels)):
         raise ConfigError(f"--label-episodes 0 with --rounds {args.rounds} --replay-states {args.replay_states} "
-                          "labels nothing in some round: valid with --rounds 0 and --replay-states >= 1")
+                          "labels nothing in some round: valid with --rounds 0 and --replay-states >= 1 or "
+                          "--chain-labels")
     if args.replay_states and args.buffer is None:
         raise ConfigError(f"--replay-states {args.replay_states} needs --buffer RUN/buffer.npz")
     if args.imagined_steps and not args.replay_states:
@@ -305,6 +323,11 @@ def main() -> None:
             imagined = imagined_labels(monte_carlo, replay_z, replay_targets, args.imagined_steps,
                                        args.plans_per_state)
             print(f"{len(imagined[0])} imagined states labelled ({time.perf_counter() - tick:.0f} s)", flush=True)
+    if args.chain_labels:
+        chain_z, chain_targets = chain_labels(agent)
+        latents.append(chain_z)
+        labels.append(chain_targets)
+        print(f"{len(chain_z)} stored chains as labels", flush=True)
     students: dict[str, tuple[Planner, dict]] = {}
     student = None
     for round_index in range(args.rounds + 1):
@@ -320,7 +343,10 @@ def main() -> None:
             print(f"{name}: {fit}", flush=True)
         print(f"round {round_index}: {time.perf_counter() - tick:.0f} s", flush=True)
         student = students[f"student:{round_index}"][0]
-    ways = {**students, "prior": (StudentPlanner(agent, prior_head), {}), "mc": (monte_carlo, {})}
+    ways = {**students, "prior": (StudentPlanner(agent, prior_head), {})}
+    if cfg.score_sampler == "policy" and agent.score_network.trained:
+        ways["distilled"] = (StudentPlanner(agent, agent.score_network.net), {})
+    ways["mc"] = (monte_carlo, {})
     if args.mean_of:
         ways[f"mc-mean:{args.mean_of}"] = (MonteCarloMeanPlanner(monte_carlo, args.mean_of), {})
     rows = []

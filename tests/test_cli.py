@@ -22,7 +22,7 @@ import torch
 from mbdpo.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo.cli import main
 from mbdpo.config import Config
-from mbdpo.errors import exit_on_user_error
+from mbdpo.errors import ConfigError, exit_on_user_error
 
 # One worker runs this module, so that its shared run (short_run, a module fixture) is made once.
 pytestmark = pytest.mark.xdist_group("short_run")
@@ -598,7 +598,7 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
                               "--plans-per-state >= 1, --imagined-steps >= 0, --fit-steps >= 1, --fit-seeds >= 1, --batch-size >= 1, "
                               "--floor-states >= 1, --episodes >= 2, --mean-of >= 0",
         ("--label-episodes", "0"): "--label-episodes 0 with --rounds 1 --replay-states 0 labels nothing in some "
-                                   "round: valid with --rounds 0 and --replay-states >= 1",
+                                   "round: valid with --rounds 0 and --replay-states >= 1 or --chain-labels",
         ("--replay-states", "5"): "--replay-states 5 needs --buffer RUN/buffer.npz",
         ("--imagined-steps", "2"): "--imagined-steps 2 starts from replay states: valid with --replay-states >= 1",
     }
@@ -607,6 +607,23 @@ def test_planner_distillation_labels_the_students_states_and_learns_a_known_teac
                                 capture_output=True, text=True)
         assert result.returncode == 2
         assert result.stderr.strip() == "planner_distillation: error: " + message
+
+
+def test_chain_labels_are_the_stored_chains_states_and_first_actions(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from planner_distillation import chain_labels
+
+    from tests.test_score_network import tiny_agent
+
+    agent = tiny_agent(act_mode="auto", score_target="chain", score_sampler="policy")
+    with pytest.raises(ConfigError, match="stores no chains"):
+        chain_labels(agent)
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    for row in obs:
+        agent.act(row, explore=True)
+    z, labels = chain_labels(agent)
+    assert torch.equal(z, agent.model.encode(torch.as_tensor(obs)))
+    assert torch.equal(labels, agent.chains.plan[:6, 0])
 
 
 def test_replay_labels_average_each_states_own_plans_across_batches(monkeypatch):
