@@ -12,7 +12,8 @@ acting with the network, training it on stored chains (random ones: the
 cost does not depend on their values); with ``replay 1`` each update also
 plans one chain from the batch's start states (``score_replay_chains=1``:
 the cost of a chain is its update's excess); with ``return 1`` the score step
-also climbs the return of its plans (``score_return_coef=1``). Network acting
+also climbs the return of its plans (``score_return_coef=1``); with ``distilled
+policy`` the distilled policy acts and trains instead (``score_sampler=policy``). Network acting
 uses the network's one plan, without rollouts; the ``64 candidates`` rows act
 on the best of 64 by imagined return (``score_candidates=64``), the ``last k
 steps by MC`` rows refine the network's plan by Monte Carlo on the chain's
@@ -59,6 +60,8 @@ CONFIGS = {
         "planner": "diffusion", "planner_preset": "cpu", **CHAIN, "score_replay_chains": 0.25, "score_mc_steps": 5},
     "diffusion cpu preset, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
                                                     "score_return_coef": 1.0},
+    "diffusion cpu preset, auto, chain, distilled policy": {"planner": "diffusion", "planner_preset": "cpu", **CHAIN,
+                                                            "score_sampler": "policy"},
     "diffusion paper (20x512)": {"planner": "diffusion", "planner_preset": "paper"},
     "diffusion paper, act_mode=score": {"planner": "diffusion", "planner_preset": "paper", "act_mode": "score"},
     "diffusion paper, act_mode=score, 64 candidates": {"planner": "diffusion", "planner_preset": "paper",
@@ -66,6 +69,8 @@ CONFIGS = {
     "diffusion paper, auto, chain": {"planner": "diffusion", "planner_preset": "paper", **CHAIN},
     "diffusion paper, auto, chain, return 1": {"planner": "diffusion", "planner_preset": "paper", **CHAIN,
                                                "score_return_coef": 1.0},
+    "diffusion paper, auto, chain, distilled policy": {"planner": "diffusion", "planner_preset": "paper", **CHAIN,
+                                                       "score_sampler": "policy"},
     "mppi tdmpc2 (6x512, eta=0)": {"planner": "mppi", "planner_preset": "paper", "energy_eta": 0, "energy_coef": 0},
     "mppi cpu preset (6x256, eta=0)": {"planner": "mppi", "planner_preset": "cpu", "energy_eta": 0, "energy_coef": 0},
     "diffusion cpu preset (20x64), compile_rollouts": {"planner": "diffusion", "planner_preset": "cpu",
