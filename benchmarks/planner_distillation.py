@@ -42,7 +42,7 @@ and Monte Carlo's own variance at those states (half the squared difference
 of two fresh plans' first actions) is the least such error any regression
 onto one plan per state can reach (a K-th of it for labels averaging K
 plans). Then the checkpoint's evaluation episodes are played by each
-round's students, the prior's mean action (``prior``), Monte Carlo (``mc``)
+round's students, the prior's mean action (``prior``), Monte Carlo (``mc``),
 the checkpoint's own distilled policy (``distilled``, if it trained one with
 ``score_sampler=policy``) and, with ``--mean-of K``, the mean of K fresh Monte-Carlo plans at each state
 (``mc-mean:K``): what the regression converges to with unlimited labels,
