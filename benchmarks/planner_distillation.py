@@ -56,14 +56,12 @@ the held-out tenth as well).
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
 import gymnasium
 import numpy as np
 import torch
-from torch import nn
 
 from mbdpo.agent import Agent
 from mbdpo.analysis.runs import write_csv
@@ -72,7 +70,8 @@ from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
 from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner
-from mbdpo.planning.distilled_policy import distillation_loss
+from mbdpo.model.world_model import WorldModel
+from mbdpo.planning.distilled_policy import DistilledPolicy, distillation_loss
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
 from chain_steps import monte_carlo_agent, single_task_diffusion_checkpoint
@@ -82,29 +81,29 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LABEL_BATCH = 64  # latents per Monte-Carlo batch: the least time per state on 2 cores (64: 90 ms, 256: 120, 1,024: 164)
 
 
-def student_actions(policy_head: nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """The mean action tanh(mu(z)) ``[B, A]`` of a policy network shaped as the prior's (mean, log-std)."""
-    mean, _ = policy_head(z).chunk(2, dim=-1)
-    return torch.tanh(mean)
-
-
-def student_error(policy_head: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def student_error(model: WorldModel, student: DistilledPolicy, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The library's :func:`~mbdpo.planning.distilled_policy.distillation_loss` of the student's mean action at
     ``z [B, L]`` against Monte Carlo's ``labels [B, A]``: its minimiser is E[a_MC | z]."""
-    return distillation_loss(student_actions(policy_head, z), labels)
+    return distillation_loss(student.actions(model, z), labels)
 
 
 class StudentPlanner(Planner):
-    """Acts on a policy network's mean action, the rest of the plan zeros (nothing is rolled out)."""
+    """Acts on a distilled policy's plan: its mean action, the rest zeros (nothing is rolled out)."""
 
-    def __init__(self, agent: Agent, policy_head: nn.Module):
+    def __init__(self, agent: Agent, student: DistilledPolicy):
         super().__init__(agent.model, agent.cfg)
-        self.policy_head = policy_head
+        self.student = student
 
     @torch.no_grad()
     def plan(self, z: torch.Tensor, task: torch.Tensor | None = None, obs: torch.Tensor | None = None) -> torch.Tensor:
-        first = student_actions(self.policy_head, z)
-        return torch.cat([first, torch.zeros(self.cfg.horizon - 1, self.cfg.action_dim)])
+        return self.student.plans(self.model, z, task)[0]
+
+
+def prior_copy(agent: Agent) -> DistilledPolicy:
+    """A distilled policy with the prior's weights: what every student starts from, and acts as the prior."""
+    student = DistilledPolicy(agent.cfg)
+    student.start_from_prior(agent.model)
+    return student.requires_grad_(False)
 
 
 class MonteCarloMeanPlanner(Planner):
@@ -141,16 +140,16 @@ def labelled_episode(agent: Agent, teacher: Planner, student: Planner | None, en
     return torch.cat(latents), torch.stack(labels)
 
 
-def fit_student(prior_head: nn.Module, z: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int,
-                lr: float, seed: int) -> nn.Module:
-    """A copy of ``prior_head`` after ``steps`` Adam steps of :func:`student_error` on minibatches of
+def fit_student(agent: Agent, z: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int,
+                lr: float, seed: int) -> DistilledPolicy:
+    """A :func:`prior_copy` after ``steps`` Adam steps of :func:`student_error` on minibatches of
     ``(z, labels)``."""
-    student = copy.deepcopy(prior_head).requires_grad_(True)
+    student = prior_copy(agent).requires_grad_(True)
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         rows = torch.randint(len(z), (batch_size,), generator=generator)
-        loss = student_error(student, z[rows], labels[rows])
+        loss = student_error(agent.model, student, z[rows], labels[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -228,7 +227,7 @@ def monte_carlo_floor(monte_carlo: DiffusionPlanner, z: torch.Tensor) -> float:
 
 def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, latents: list[torch.Tensor],
                     labels: list[torch.Tensor], imagined: tuple[torch.Tensor, torch.Tensor], round_index: int,
-                    args: argparse.Namespace) -> dict[str, tuple[nn.Module, dict]]:
+                    args: argparse.Namespace) -> dict[str, tuple[DistilledPolicy, dict]]:
     """``--fit-seeds`` students of round ``round_index`` (``student:r``, then ``student:r/s`` for fit seed s >= 1),
     each fitted on all labelled states so far but one held-out tenth of the visited ones and the ``imagined``
     states (latents, labels; :func:`imagined_labels` of the first ``--replay-states`` rows) that descend from
@@ -239,21 +238,20 @@ def fitted_students(agent: Agent, monte_carlo: DiffusionPlanner, latents: list[t
     imagined_fitted = ~held_out[:args.replay_states].repeat(args.imagined_steps)
     fit_z = torch.cat([z[~held_out], imagined_z[imagined_fitted]])
     fit_targets = torch.cat([targets[~held_out], imagined_targets[imagined_fitted]])
-    prior_head = agent.model.policy_head
     with torch.no_grad():
-        prior_error = student_error(prior_head, z[held_out], targets[held_out])
+        prior_error = student_error(agent.model, prior_copy(agent), z[held_out], targets[held_out])
         floor = monte_carlo_floor(monte_carlo, z[held_out][:args.floor_states])
     students = {}
     for fit_seed in range(args.fit_seeds):
-        head = fit_student(prior_head, fit_z, fit_targets, args.fit_steps, args.batch_size, args.lr,
-                           round_index * args.fit_seeds + fit_seed)
+        student = fit_student(agent, fit_z, fit_targets, args.fit_steps, args.batch_size, args.lr,
+                              round_index * args.fit_seeds + fit_seed)
         with torch.no_grad():
-            error = student_error(head, z[held_out], targets[held_out])
+            error = student_error(agent.model, student, z[held_out], targets[held_out])
         name = f"student:{round_index}" + (f"/{fit_seed}" if fit_seed else "")
-        students[name] = head, {"round": round_index, "fit_seed": fit_seed, "labels": len(fit_z),
-                                "held_out_error": round(float(error), 4),
-                                "prior_held_out_error": round(float(prior_error), 4),
-                                "monte_carlo_floor": round(floor, 4)}
+        students[name] = student, {"round": round_index, "fit_seed": fit_seed, "labels": len(fit_z),
+                                   "held_out_error": round(float(error), 4),
+                                   "prior_held_out_error": round(float(prior_error), 4),
+                                   "monte_carlo_floor": round(floor, 4)}
     return students
 
 
@@ -308,7 +306,7 @@ def main() -> None:
         raise ConfigError(f"{args.checkpoint}: planner_distillation.py takes diffusion_kernel=stochastic (its "
                           "floor plans the held-out states anew), not warm")
     agent = monte_carlo_agent(args.checkpoint)
-    monte_carlo, prior_head = agent.planner, agent.model.policy_head
+    monte_carlo = agent.planner
     env = make_env(cfg.task, cfg.seed)
     latents, labels = [], []
     imagined = torch.zeros(0, cfg.latent_dim), torch.zeros(0, cfg.action_dim)
@@ -338,14 +336,14 @@ def main() -> None:
             latents.append(episode_z)
             labels.append(episode_labels)
         fitted = fitted_students(agent, monte_carlo, latents, labels, imagined, round_index, args)
-        for name, (head, fit) in fitted.items():
-            students[name] = StudentPlanner(agent, head), fit
+        for name, (student, fit) in fitted.items():
+            students[name] = StudentPlanner(agent, student), fit
             print(f"{name}: {fit}", flush=True)
         print(f"round {round_index}: {time.perf_counter() - tick:.0f} s", flush=True)
         student = students[f"student:{round_index}"][0]
-    ways = {**students, "prior": (StudentPlanner(agent, prior_head), {})}
+    ways = {**students, "prior": (StudentPlanner(agent, prior_copy(agent)), {})}
     if cfg.score_sampler == "policy" and agent.score_network.trained:
-        ways["distilled"] = (StudentPlanner(agent, agent.score_network.net), {})
+        ways["distilled"] = (StudentPlanner(agent, agent.score_network), {})
     ways["mc"] = (monte_carlo, {})
     if args.mean_of:
         ways[f"mc-mean:{args.mean_of}"] = (MonteCarloMeanPlanner(monte_carlo, args.mean_of), {})

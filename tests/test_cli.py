@@ -2,7 +2,6 @@
 
 import argparse
 import contextlib
-import copy
 import csv
 import dataclasses
 import io
@@ -557,40 +556,40 @@ def test_value_ranking_acts_on_the_proposal_its_critic_or_model_ranks_first(shor
 def test_planner_distillation_labels_the_students_states_and_learns_a_known_teacher(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from planner_distillation import (
-        StudentPlanner, fit_student, held_out_split, labelled_episode, student_actions, student_error,
+        StudentPlanner, fit_student, held_out_split, labelled_episode, prior_copy, student_error,
     )
 
     from mbdpo.agent import Agent
     from mbdpo.envs import make_env
 
     agent = Agent.from_checkpoint(short_run / "checkpoint.pt", device="cpu")
-    prior_head = agent.model.policy_head
+    prior = prior_copy(agent)
     torch.manual_seed(0)
-    teacher_head = copy.deepcopy(prior_head)
+    teacher = prior_copy(agent)
     with torch.no_grad():  # a teacher whose action is a known function of z, unlike the prior's
-        for parameter in teacher_head.parameters():
+        for parameter in teacher.parameters():
             parameter.copy_(0.5 * torch.randn_like(parameter))
-    prior_before = [parameter.clone() for parameter in prior_head.parameters()]
+    prior_before = [parameter.clone() for parameter in agent.model.policy_head.parameters()]
 
     # the student acts, the teacher labels each state the student visits
     env = make_env(agent.cfg.task, agent.cfg.seed)
     taken, step = [], env.step
     monkeypatch.setattr(env, "step", lambda action: (taken.append(action), step(action))[1])
-    z, labels = labelled_episode(agent, StudentPlanner(agent, teacher_head), StudentPlanner(agent, prior_head),
-                                 env, seed=3)
+    z, labels = labelled_episode(agent, StudentPlanner(agent, teacher), StudentPlanner(agent, prior), env, seed=3)
     assert len(z) == len(taken)
     with torch.no_grad():
-        assert torch.allclose(labels, student_actions(teacher_head, z), atol=1e-6)
-        assert torch.allclose(torch.as_tensor(np.stack(taken)), student_actions(prior_head, z), atol=1e-6)
+        assert torch.allclose(labels, teacher.actions(agent.model, z), atol=1e-6)
+        assert torch.allclose(torch.as_tensor(np.stack(taken)), agent.model.pi(z)[1]["mean"], atol=1e-6)
 
     # fitted on nine tenths of the states, the student matches the teacher on the tenth it never saw
     held_out = held_out_split(len(z), seed=0)
     assert int(held_out.sum()) == len(z) // 10
-    student = fit_student(prior_head, z[~held_out], labels[~held_out], steps=300, batch_size=64, lr=1e-3, seed=0)
+    student = fit_student(agent, z[~held_out], labels[~held_out], steps=300, batch_size=64, lr=1e-3, seed=0)
     with torch.no_grad():
-        error, prior_error = (student_error(head, z[held_out], labels[held_out]) for head in (student, prior_head))
+        error, prior_error = (student_error(agent.model, policy, z[held_out], labels[held_out])
+                              for policy in (student, prior))
     assert error < 0.05 * prior_error
-    assert all(torch.equal(a, b) for a, b in zip(prior_before, prior_head.parameters()))  # the prior is a start
+    assert all(torch.equal(a, b) for a, b in zip(prior_before, agent.model.policy_head.parameters()))  # a start
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "planner_distillation.py"
     errors = {

@@ -61,8 +61,9 @@ class WorldModel(nn.Module):
             self.register_buffer("discounts", torch.tensor(cfg.task_discounts))  # [num_tasks]
 
     # --- components -----------------------------------------------------------
-    def _inputs(self, *parts: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
-        """Concatenate ``parts`` and, in a multi-task model, the task embedding."""
+    def inputs(self, *parts: torch.Tensor, task: torch.Tensor | None) -> torch.Tensor:
+        """Concatenate ``parts`` and, in a multi-task model, the task embedding: the input of every head (and
+        of the distilled policy, shaped as the prior's)."""
         if self.task_embedding is not None:
             embedding = self.task_embedding(task)
             parts = (*parts, embedding.expand(*parts[0].shape[:-1], -1))
@@ -81,14 +82,14 @@ class WorldModel(nn.Module):
         if self.cfg.obs == "rgb":
             images = obs.reshape(-1, *obs.shape[-3:])
             return self.encoder(images).reshape(*obs.shape[:-3], self.cfg.latent_dim)
-        return self.encoder(self._inputs(obs, task=task))
+        return self.encoder(self.inputs(obs, task=task))
 
     def next(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
-        return self.dynamics(self._inputs(z, action, task=task))
+        return self.dynamics(self.inputs(z, action, task=task))
 
     def reward(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Reward logits ``[..., num_bins]``."""
-        return self.reward_head(self._inputs(z, action, task=task))
+        return self.reward_head(self.inputs(z, action, task=task))
 
     def predicted_reward(
         self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
@@ -98,11 +99,11 @@ class WorldModel(nn.Module):
 
     def termination(self, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Termination logit ``[..., 1]`` (episodic tasks only)."""
-        return self.termination_head(self._inputs(z, task=task))
+        return self.termination_head(self.inputs(z, task=task))
 
     def energy(self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """Raw energy E(z, a) ``[..., 1]`` (paper eq. 9)."""
-        return self.energy_head(self._inputs(z, action, task=task))
+        return self.energy_head(self.inputs(z, action, task=task))
 
     def normalised_energy(
         self, z: torch.Tensor, action: torch.Tensor, task: torch.Tensor | None = None
@@ -114,7 +115,7 @@ class WorldModel(nn.Module):
         self, z: torch.Tensor, task: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The policy prior's Gaussian before the tanh: ``mean`` and ``log_std``."""
-        mean, raw_log_std = self.policy_head(self._inputs(z, task=task)).chunk(2, dim=-1)
+        mean, raw_log_std = self.policy_head(self.inputs(z, task=task)).chunk(2, dim=-1)
         return mean, squash_log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max)
 
     def mean_action(self, mean: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,7 +140,7 @@ class WorldModel(nn.Module):
     ) -> torch.Tensor:
         """Logits of every Q head ``[num_q, ..., num_bins]``, or of the heads in ``members``."""
         heads = self.target_q_heads if target else self.q_heads
-        return heads(self._inputs(z, action, task=task), members)
+        return heads(self.inputs(z, action, task=task), members)
 
     def q_value(
         self,

@@ -53,8 +53,7 @@ class DistilledPolicy(nn.Module):
     def actions(self, model: WorldModel, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
         """The mean action ``[B, A]`` at latents ``z [B, L]``: tanh of the pre-tanh mean, the dimensions a
         task does not use zeroed (as the prior's, :meth:`WorldModel.mean_action`)."""
-        inputs = z if model.task_embedding is None else torch.cat([z, model.task_embedding(task)], dim=-1)
-        mean, _ = self.net(inputs).chunk(2, dim=-1)
+        mean, _ = self.net(model.inputs(z, task=task)).chunk(2, dim=-1)
         return model.mean_action(mean, task)
 
     def plans(self, model: WorldModel, z: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
