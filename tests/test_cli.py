@@ -676,7 +676,7 @@ def test_imagined_labels_follow_each_labels_action_through_the_model(monkeypatch
 def test_students_never_fit_the_imagined_descendants_of_held_out_states(short_run, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import planner_distillation
-    from planner_distillation import fitted_students, held_out_split
+    from planner_distillation import fitted_students, held_out_split, prior_copy
 
     from mbdpo.agent import Agent
 
@@ -690,7 +690,7 @@ def test_students_never_fit_the_imagined_descendants_of_held_out_states(short_ru
     imagined_z[:, 0] = 1000 + torch.arange(replay).repeat(steps)  # 1000 + the id of the state it descends from
     fitted = []
     monkeypatch.setattr(planner_distillation, "fit_student",
-                        lambda head, z, targets, *rest: (fitted.append(z[:, 0]), head)[1])
+                        lambda agent, z, targets, *rest: (fitted.append(z[:, 0]), prior_copy(agent))[1])
     args = argparse.Namespace(replay_states=replay, imagined_steps=steps, fit_seeds=1, fit_steps=1, batch_size=4,
                               lr=1e-3, floor_states=2)
     fit = fitted_students(agent, agent.planner, latents, labels,
