@@ -68,9 +68,9 @@ from mbdpo.analysis.runs import write_csv
 from mbdpo.config import Config
 from mbdpo.envs import make_env
 from mbdpo.errors import ConfigError, exit_on_user_error
+from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.base import Planner
 from mbdpo.planning.diffusion import DiffusionPlanner
-from mbdpo.model.world_model import WorldModel
 from mbdpo.planning.distilled_policy import DistilledPolicy, distillation_loss
 from mbdpo.training.evaluate import episode_seed, run_episode
 # benchmarks/ is the script's own directory, first on sys.path
